@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` (the whole stack) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export FLASK_APP := wsgi
+
+.PHONY: install run test lint migrate clean bench chromium
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+migrate: install
+	$(BIN)/flask db upgrade
+
+## Redis (started if none answers), SMTP inbox, Celery worker and gunicorn on :8000.
+run: migrate
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
+
+## The whole suite against real Redis, SMTP, Celery and database servers.
+test: install chromium
+	$(BIN)/pytest
+
+## Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+## Benchmark (bench/): the real stack on loopback under wrk; writes bench/results/<date>.{json,md,png}.
+## Users go to a private database on the local PostgreSQL when one answers (as in production),
+## else SQLite; BENCH_DATABASE_URL=postgresql+psycopg://... picks another server.
+bench: install
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	BENCH_DATABASE_URL="$${BENCH_DATABASE_URL:-$$(pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+	  && echo postgresql+psycopg://postgres@127.0.0.1:5432/postgres)}" $(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check app worker tests config.py wsgi.py
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

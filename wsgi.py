@@ -1,0 +1,7 @@
+"""WSGI entry point: `gunicorn wsgi:app`."""
+
+from app import create_app
+from app.logs import configure_logging
+
+app = create_app()
+configure_logging(app.config["OTP_LOG_LEVEL"])

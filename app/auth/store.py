@@ -1,0 +1,373 @@
+"""Every Redis key, TTL and script of the sign-in flow, in one place.
+
+Keys (the `{...}` hash tag keeps each user's keys in one cluster slot):
+
+- `otp:{<email tag>}` - hash, the sign-in state of one email:
+  `c` code digest, `x` code expiry (epoch s), `n` wrong tries on this code,
+  `s` last issue time (resend cooldown), `w`/`k` hourly window start and codes
+  sent in it, `f` consecutive failures across codes, `u` locked until,
+  `l` sign-in link digest and `m` the email sealed under the link secret
+  (see app.auth.codes). Code and link are one pending sign-in sharing `x`:
+  using either deletes `x`, so both die; `l` stays until the next issue so a
+  second click can be told "already used". Its TTL covers the longest-lived
+  of those facts.
+- `sess:{u<user id>}:<sid>` - hash, one live sign-in (see app.auth.tokens):
+  `c` created, `l` last used (epoch s), `r` jti of the one refresh token
+  that may still be used, `ip`, `ua` (user agent). It exists only while the
+  session is live; its TTL ends the session at its refresh token's expiry.
+- `sess:{u<user id>}` - set of the user's session ids (may hold ids whose
+  hash already expired; readers prune them).
+- `mail:{<email tag>}:<task id>` - marks a login email as sent (idempotency).
+
+Each multi-step change is a Lua script, so it is atomic and one round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.commands.core import Script
+
+from ..extensions import redis_store
+
+# Shared by the scripts: extend a key's TTL to at least `secs`, never shorten it.
+_KEEP = """
+local function keep(key, secs)
+  if redis.call('TTL', key) < secs then redis.call('EXPIRE', key, secs) end
+end
+"""
+
+ISSUE_CODE = _KEEP + """
+-- ARGV: digest, ttl, cooldown, hourly_limit[, link_digest, sealed_email]
+local now = tonumber(redis.call('TIME')[1])
+local st = redis.call('HMGET', KEYS[1], 's', 'w', 'k')
+local issued = tonumber(st[1] or '0')
+local cooldown = tonumber(ARGV[3])
+if issued + cooldown > now then return {'cooldown', issued + cooldown - now} end
+local window, sent = tonumber(st[2] or '0'), tonumber(st[3] or '0')
+if window + 3600 <= now then window, sent = now, 0 end
+if sent >= tonumber(ARGV[4]) then return {'hourly_limit', window + 3600 - now} end
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'c', ARGV[1], 'x', now + ttl, 'n', 0, 's', now,
+           'w', window, 'k', sent + 1)
+if ARGV[5] then
+  redis.call('HSET', KEYS[1], 'l', ARGV[5], 'm', ARGV[6])
+else
+  redis.call('HDEL', KEYS[1], 'l', 'm')
+end
+keep(KEYS[1], math.max(ttl, window + 3600 - now))
+return {'ok', now + ttl}
+"""
+
+WITHDRAW_CODE = """
+-- Undo an issue whose email could not be queued: the cooldown is not spent.
+if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 's', 'l', 'm')
+  redis.call('HINCRBY', KEYS[1], 'k', -1)
+  return 1
+end
+return 0
+"""
+
+CONSUME_CODE = _KEEP + """
+-- ARGV: digest, max_attempts, max_failures, lockout_seconds
+-- Check, count and consume in one step: two concurrent right answers
+-- cannot both win, and a wrong answer always costs an attempt.
+local now = tonumber(redis.call('TIME')[1])
+local st = redis.call('HMGET', KEYS[1], 'c', 'x', 'n', 'f', 'u')
+local locked_until = tonumber(st[5] or '0')
+if locked_until > now then return {'locked', locked_until - now} end
+if not st[1] or tonumber(st[2]) <= now then return {'expired', 0} end
+local max_attempts = tonumber(ARGV[2])
+local attempts = tonumber(st[3] or '0')
+if attempts >= max_attempts then return {'exhausted', 0} end
+if st[1] == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u')
+  return {'ok', 0}
+end
+attempts = attempts + 1
+local failures = tonumber(st[4] or '0') + 1
+local lockout = tonumber(ARGV[4])
+if failures >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'n', attempts, 'f', 0, 'u', now + lockout)
+  keep(KEYS[1], lockout)
+  return {'locked', lockout}
+end
+redis.call('HSET', KEYS[1], 'n', attempts, 'f', failures)
+keep(KEYS[1], lockout)
+if attempts >= max_attempts then return {'exhausted', 0} end
+return {'wrong', max_attempts - attempts}
+"""
+
+CONSUME_LINK = """
+-- ARGV: link_digest
+-- The link's secret has 256 bits, so it cannot be guessed: a wrong link
+-- changes nothing (no attempt is counted, no lock is set), so strangers
+-- cannot burn someone's code with bad links. For the same reason the code's
+-- attempt counter and the lock do not stop a right link.
+local now = tonumber(redis.call('TIME')[1])
+local st = redis.call('HMGET', KEYS[1], 'l', 'x')
+if not st[1] then return {'expired', 0} end
+if st[1] ~= ARGV[1] then return {'invalid', 0} end
+if not st[2] then return {'used', 0} end
+if tonumber(st[2]) <= now then return {'expired', 0} end
+redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u')
+return {'ok', 0}
+"""
+
+LINK_STATE = """
+-- Read-only: is a link pending for this email (and for how long), used or expired?
+local st = redis.call('HMGET', KEYS[1], 'l', 'x')
+if not st[1] then return {'expired', 0} end
+if not st[2] then return {'used', 0} end
+local left = tonumber(st[2]) - tonumber(redis.call('TIME')[1])
+if left <= 0 then return {'expired', 0} end
+return {'pending', left}
+"""
+
+CODE_IS_CURRENT = """
+-- Is this digest still the live, unexpired code for the email?
+local st = redis.call('HMGET', KEYS[1], 'c', 'x')
+return (st[1] == ARGV[1] and tonumber(st[2]) > tonumber(redis.call('TIME')[1])) and 1 or 0
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a script decided, and a number of seconds or tries that goes with it."""
+
+    status: str
+    value: int
+
+
+def _script(text: str) -> Script:
+    """A script run by EVALSHA on whichever client is current (loaded on first miss)."""
+    # No bound client: every call passes the current app's client.
+    return Script(None, text.encode())  # type: ignore[arg-type]
+
+
+_ISSUE, _WITHDRAW, _CONSUME, _IS_CURRENT = map(
+    _script, (ISSUE_CODE, WITHDRAW_CODE, CONSUME_CODE, CODE_IS_CURRENT)
+)
+_CONSUME_LINK, _LINK_STATE = map(_script, (CONSUME_LINK, LINK_STATE))
+
+
+def _run(script: Script, keys: list[str], args: list[bytes | str | int]) -> Outcome:
+    status, value = script(keys=keys, args=args, client=redis_store.client)
+    return Outcome(status.decode(), int(value))
+
+
+def code_key(tag: str) -> str:
+    return f"otp:{{{tag}}}"
+
+
+def mail_sent_key(tag: str, task_id: str) -> str:
+    return f"mail:{{{tag}}}:{task_id}"
+
+
+def issue_code(
+    tag: str,
+    digest: bytes,
+    *,
+    ttl: int,
+    cooldown: int,
+    hourly_limit: int,
+    link_digest: bytes | None = None,
+    sealed_email: bytes | None = None,
+) -> Outcome:
+    """Replace the email's code (and link); refused inside the cooldown or over the hourly cap."""
+    args: list[bytes | str | int] = [digest, ttl, cooldown, hourly_limit]
+    if link_digest is not None and sealed_email is not None:
+        args += [link_digest, sealed_email]
+    return _run(_ISSUE, [code_key(tag)], args)
+
+
+def withdraw_code(tag: str, digest: bytes) -> None:
+    _WITHDRAW(keys=[code_key(tag)], args=[digest], client=redis_store.client)
+
+
+def consume_code(
+    tag: str, digest: bytes, *, max_attempts: int, max_failures: int, lockout: int
+) -> Outcome:
+    """Atomically check a guess: ok, wrong, exhausted, expired or locked."""
+    return _run(_CONSUME, [code_key(tag)], [digest, max_attempts, max_failures, lockout])
+
+
+def consume_link(tag: str, digest: bytes) -> Outcome:
+    """Atomically use the pending link: ok, invalid, used or expired; a miss changes nothing."""
+    return _run(_CONSUME_LINK, [code_key(tag)], [digest])
+
+
+def link_state(tag: str) -> Outcome:
+    """Without consuming anything: pending (seconds left), used or expired."""
+    return _run(_LINK_STATE, [code_key(tag)], [])
+
+
+def sealed_email(tag: str) -> bytes | None:
+    """The email sealed under the pending link's secret, if a link was issued."""
+    value = redis_store.client.hget(code_key(tag), "m")
+    return value if isinstance(value, bytes) else None
+
+
+def code_is_current(tag: str, digest: bytes) -> bool:
+    return bool(_IS_CURRENT(keys=[code_key(tag)], args=[digest], client=redis_store.client))
+
+
+def mark_mail_sent(tag: str, task_id: str, ttl: int) -> None:
+    redis_store.client.set(mail_sent_key(tag, task_id), 1, ex=max(ttl, 1))
+
+
+def mail_already_sent(tag: str, task_id: str) -> bool:
+    return bool(redis_store.client.exists(mail_sent_key(tag, task_id)))
+
+
+# --- Sessions ------------------------------------------------------------
+# The session hash and the user's index share the hash tag {u<id>}, so every
+# script below touches one cluster slot, and every key it touches is declared.
+
+# Last use is stamped at most this often: a busy session costs one write a
+# minute, not one per request.
+SESSION_TOUCH_INTERVAL_SECONDS = 60
+
+CREATE_SESSION = _KEEP + """
+-- KEYS: session, index. ARGV: sid, ttl, refresh jti, ip, user agent
+local now = tonumber(redis.call('TIME')[1])
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'c', now, 'l', now, 'r', ARGV[3], 'ip', ARGV[4], 'ua', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('SADD', KEYS[2], ARGV[1])
+keep(KEYS[2], ttl)
+return now
+"""
+
+TOUCH_SESSION = """
+-- The check run on every protected request: 1 if the session is live.
+-- ARGV: seconds between two last-use stamps
+local last = redis.call('HGET', KEYS[1], 'l')
+if not last then return 0 end
+local now = tonumber(redis.call('TIME')[1])
+if now - tonumber(last) >= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'l', now) end
+return 1
+"""
+
+ROTATE_REFRESH = """
+-- KEYS: session, index. ARGV: sid, presented refresh jti, new refresh jti
+-- Compare-and-swap of the one usable refresh token. A retired one coming
+-- back means two parties hold the session's tokens: end the session.
+local current = redis.call('HGET', KEYS[1], 'r')
+if not current then return 'missing' end
+if current ~= ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 'reused'
+end
+redis.call('HSET', KEYS[1], 'r', ARGV[3], 'l', tonumber(redis.call('TIME')[1]))
+return 'ok'
+"""
+
+REVOKE_SESSIONS = """
+-- KEYS: index, then one session key per ARGV sid. Returns how many were live.
+local ended = 0
+for i, sid in ipairs(ARGV) do
+  ended = ended + redis.call('DEL', KEYS[i + 1])
+  redis.call('SREM', KEYS[1], sid)
+end
+return ended
+"""
+
+_CREATE_SESSION, _TOUCH_SESSION, _ROTATE_REFRESH, _REVOKE_SESSIONS = map(
+    _script, (CREATE_SESSION, TOUCH_SESSION, ROTATE_REFRESH, REVOKE_SESSIONS)
+)
+
+
+def session_key(user_id: str, sid: str) -> str:
+    return f"sess:{{u{user_id}}}:{sid}"
+
+
+def session_index_key(user_id: str) -> str:
+    return f"sess:{{u{user_id}}}"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One live sign-in as stored: times are epoch seconds."""
+
+    sid: str
+    created: int
+    last_used: int
+    ip: str
+    user_agent: str
+
+
+def create_session(
+    user_id: str, sid: str, *, refresh_jti: str, ip: str, user_agent: str, ttl: int
+) -> None:
+    _CREATE_SESSION(
+        keys=[session_key(user_id, sid), session_index_key(user_id)],
+        args=[sid, ttl, refresh_jti, ip, user_agent],
+        client=redis_store.client,
+    )
+
+
+def touch_session(user_id: str, sid: str) -> bool:
+    """Live or not, in one round trip; stamps last use (see TOUCH_SESSION)."""
+    live = _TOUCH_SESSION(
+        keys=[session_key(user_id, sid)],
+        args=[SESSION_TOUCH_INTERVAL_SECONDS],
+        client=redis_store.client,
+    )
+    return bool(live)
+
+
+def rotate_refresh_token(user_id: str, sid: str, *, presented: str, new: str) -> str:
+    """Swap the usable refresh jti: 'ok', 'reused' (session ended) or 'missing'."""
+    status = _ROTATE_REFRESH(
+        keys=[session_key(user_id, sid), session_index_key(user_id)],
+        args=[sid, presented, new],
+        client=redis_store.client,
+    )
+    return status.decode() if isinstance(status, bytes) else str(status)
+
+
+def revoke_sessions(user_id: str, sids: list[str]) -> int:
+    """End the given sessions; returns how many of them were live."""
+    if not sids:
+        return 0
+    keys = [session_index_key(user_id), *(session_key(user_id, sid) for sid in sids)]
+    ended = _REVOKE_SESSIONS(keys=keys, args=sids, client=redis_store.client)
+    return int(ended)
+
+
+def session_ids(user_id: str) -> list[str]:
+    members = redis_store.client.smembers(session_index_key(user_id))
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def list_sessions(user_id: str) -> list[SessionRecord]:
+    """The user's live sessions, newest use first; ids of expired ones are pruned."""
+    sids = session_ids(user_id)
+    if not sids:
+        return []
+    client = redis_store.client
+    with client.pipeline(transaction=False) as pipe:
+        for sid in sids:
+            pipe.hgetall(session_key(user_id, sid))
+        rows = pipe.execute()
+    records, dead = [], []
+    for sid, row in zip(sids, rows, strict=True):
+        if not row:
+            dead.append(sid)
+            continue
+        field = {k.decode(): v.decode() for k, v in row.items()}
+        records.append(
+            SessionRecord(
+                sid=sid,
+                created=int(field.get("c", 0)),
+                last_used=int(field.get("l", 0)),
+                ip=field.get("ip", ""),
+                user_agent=field.get("ua", ""),
+            )
+        )
+    if dead:
+        client.srem(session_index_key(user_id), *dead)
+    return sorted(records, key=lambda r: (r.last_used, r.created), reverse=True)

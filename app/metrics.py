@@ -1,0 +1,107 @@
+"""Prometheus metrics of the sign-in flow, served at /metrics.
+
+Metric objects live at module level in prometheus-client's default registry.
+Under gunicorn (several processes) set `PROMETHEUS_MULTIPROC_DIR` to an empty
+directory shared by the web processes (and the worker, on the same host):
+each process then writes its counts there, and /metrics adds them up.
+prometheus-client reads the variable at import time, so it must be set in
+the environment before the process starts, and the directory emptied on start.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from .logs import request_started_at
+
+CODES_REQUESTED = Counter(
+    "otp_codes_requested_total",
+    "Sign-in code requests, by result: issued, cooldown, hourly_limit, unavailable.",
+    ["result"],
+)
+VERIFICATIONS = Counter(
+    "otp_verifications_total",
+    "Code checks, by outcome: ok, wrong, expired, exhausted, locked, rate_limited.",
+    ["outcome"],
+)
+EMAILS = Counter(
+    "otp_emails_total",
+    "Sign-in emails handled by the worker, by result: sent, failed, retried.",
+    ["result"],
+)
+TOKENS_REFRESHED = Counter(
+    "auth_tokens_refreshed_total", "Refresh tokens exchanged (and rotated) successfully."
+)
+TOKENS_REVOKED = Counter(
+    "auth_tokens_revoked_total",
+    "Sessions whose tokens were revoked, by reason: logout, session_revoked, logout_all, "
+    "refresh_reused, admin, deactivated.",
+    ["reason"],
+)
+REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered, by endpoint and status.",
+    ["method", "endpoint", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "http_request_duration_seconds", "Time to answer a request, by endpoint.",
+    ["method", "endpoint"],
+)
+
+VERIFY_ENDPOINT = "auth.verify_otp"
+_VERIFICATION_COUNTED = "app.verification_counted"
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def render_metrics() -> Response:
+    """The exposition text: this process's registry, or every process's files."""
+    if multiprocess_mode():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
+def init_request_metrics(app: Flask) -> None:
+    """Count and time every request by its route pattern (bounded label values)."""
+
+    @app.after_request
+    def observe_request(response: Response) -> Response:
+        # The route pattern keeps label values bounded: /auth/sessions/<sid>, never ids.
+        endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        started = request_started_at()
+        if started is not None:
+            REQUEST_LATENCY.labels(request.method, endpoint).observe(
+                time.perf_counter() - started
+            )
+        # A 429 from verify-otp that the code store did not decide (a rate
+        # limiter in front of the view) is still a verification outcome.
+        if (
+            request.endpoint == VERIFY_ENDPOINT
+            and response.status_code == 429
+            and not request.environ.get(_VERIFICATION_COUNTED)
+        ):
+            VERIFICATIONS.labels("rate_limited").inc()
+        return response
+
+
+def count_verification(outcome: str) -> None:
+    VERIFICATIONS.labels(outcome).inc()
+    request.environ[_VERIFICATION_COUNTED] = True

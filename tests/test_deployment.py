@@ -1,0 +1,136 @@
+"""Deployment files: the boot script really migrates then serves, and the image and
+compose file hold the promises the README makes (non-root, one image for app and
+worker, broker apart from the state store, graceful stop windows)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from live_stack import ROOT, node_environment, spawn, stop, wait_until
+from local_services import compose_problem
+
+from app.devtools.redis_server import free_port
+from conftest import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY
+
+COMPOSE_SERVICES = {"app", "worker", "redis", "postgres", "mailpit"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    with (ROOT / "docker-compose.yml").open() as file:
+        return yaml.safe_load(file)
+
+
+def test_compose_has_app_worker_redis_postgres_and_mailpit(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == COMPOSE_SERVICES
+    app, worker = services["app"], services["worker"]
+    assert app["image"] == worker["image"] and app["build"] == worker["build"] == "."
+    assert worker["command"][:4] == ["celery", "-A", "worker", "worker"]
+    assert "command" not in app  # the image's CMD: ./boot.sh
+    assert any("8025" in port for port in services["mailpit"]["ports"])  # Mailpit's web UI
+    for name in ("postgres", "redis"):
+        assert app["depends_on"][name]["condition"] == "service_healthy"
+        assert "healthcheck" in services[name]
+
+
+def test_compose_wires_the_app_to_its_services(compose: dict[str, Any]) -> None:
+    env = compose["services"]["app"]["environment"]
+    assert compose["services"]["worker"]["environment"] == env
+    assert env["APP_ENV"] == "production"
+    assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "@postgres:5432/" in env["DATABASE_URL"]
+    assert env["REDIS_URL"].startswith("redis://redis:")
+    assert env["CELERY_BROKER_URL"] != env["REDIS_URL"]
+    assert env["MAIL_SERVER"] == "mailpit"
+    # Secrets are never defaulted: compose refuses to start without them.
+    for key in ("SECRET_KEY", "JWT_SECRET_KEY"):
+        assert re.fullmatch(r"\$\{" + key + r":\?[^}]+\}", env[key]), env[key]
+
+
+def stop_grace_seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)s", value)
+    assert match, value
+    return int(match.group(1))
+
+
+def test_stop_grace_periods_outlast_the_graceful_timeouts(compose: dict[str, Any]) -> None:
+    gunicorn_settings: dict[str, Any] = {}
+    exec((ROOT / "gunicorn.conf.py").read_text(), gunicorn_settings)
+    assert gunicorn_settings["worker_class"] == "gthread"
+    app_grace = stop_grace_seconds(compose["services"]["app"]["stop_grace_period"])
+    assert app_grace > gunicorn_settings["graceful_timeout"]
+    assert stop_grace_seconds(compose["services"]["worker"]["stop_grace_period"]) >= app_grace
+
+
+def test_the_image_runs_as_a_non_root_user_and_boots_with_the_script() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim\b", dockerfile, re.MULTILINE)
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert re.search(r'^CMD \["\./boot\.sh"\]', dockerfile, re.MULTILINE)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".env"} <= set(ignored)
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    problem = compose_problem()
+    if problem:
+        pytest.skip(f"NOT RUN: `docker compose config` unavailable ({problem})")
+    env = {**os.environ, "SECRET_KEY": SUITE_SECRET_KEY, "JWT_SECRET_KEY": SUITE_JWT_SECRET_KEY}
+    checked = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    env.pop("SECRET_KEY")
+    refused = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr
+
+
+def test_the_boot_script_migrates_then_execs_gunicorn(
+    redis_url: str, tmp_path: Path
+) -> None:
+    database = tmp_path / "boot.db"
+    port = free_port()
+    env = node_environment(
+        redis_url=f"{redis_url}/0", broker_url=f"{redis_url}/1",
+        database_url=f"sqlite:///{database}", mail_port=1,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        GUNICORN_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1",
+    )
+    process = spawn([str(ROOT / "boot.sh")], env, tmp_path / "boot.log")
+    try:
+        def serving() -> bool:
+            assert process.poll() is None, (tmp_path / "boot.log").read_text()
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_until(serving, 30, "the booted app to answer")
+        with sqlite3.connect(database) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        assert {"users", "alembic_version"} <= tables
+        # exec: the script's process *is* gunicorn, so SIGTERM from the platform reaches it.
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        assert b"gunicorn" in cmdline and b"boot.sh" not in cmdline
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        stop(process)

@@ -1,0 +1,70 @@
+"""Every error is JSON in one envelope, and bad input changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from conftest import error_code
+
+
+def test_unknown_route_is_json_404(client: FlaskClient) -> None:
+    response = client.get("/auth/nope")
+    assert response.status_code == 404 and error_code(response) == "not_found"
+
+
+def test_wrong_method_is_json_405_with_allow(client: FlaskClient) -> None:
+    response = client.get("/auth/request-otp")
+    assert response.status_code == 405 and error_code(response) == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_body_over_max_content_length_is_413(client: FlaskClient, app: Flask) -> None:
+    body = '{"email": "' + "a" * app.config["MAX_CONTENT_LENGTH"] + '@example.com"}'
+    response = client.post(
+        "/auth/request-otp", data=body, content_type="application/json"
+    )
+    assert response.status_code == 413 and error_code(response) == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        ('{"email": ', "application/json", 400, "malformed_json"),
+        ("\xff\xfe", "application/json", 400, "malformed_json"),
+        ("email=a@example.com", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ('{"email": "a@example.com"}', "text/plain", 415, "unsupported_media_type"),
+        ("", None, 415, "unsupported_media_type"),
+        ('["a@example.com"]', "application/json", 422, "validation_failed"),
+        ('"a@example.com"', "application/json", 422, "validation_failed"),
+        ("null", "application/json", 422, "validation_failed"),
+        ("42", "application/json", 422, "validation_failed"),
+        ("{}", "application/json", 422, "validation_failed"),
+        ('{"email": null}', "application/json", 422, "validation_failed"),
+        ('{"email": 42}', "application/json", 422, "validation_failed"),
+        ('{"email": ["a@example.com"]}', "application/json", 422, "validation_failed"),
+        ('{"email": "a@example.com", "admin": true}', "application/json", 422, "validation_failed"),
+    ],
+)
+def test_bad_bodies_get_clear_json_errors(
+    client: FlaskClient, data: str, content_type: str | None, status: int, code: str
+) -> None:
+    response = client.post("/auth/request-otp", data=data, content_type=content_type)
+    assert response.status_code == status
+    assert error_code(response) == code
+    assert response.get_json()["error"]["message"]
+
+
+def test_unexpected_errors_are_json_500_without_details(suite_config: type) -> None:
+    from app import create_app
+
+    app = create_app(suite_config)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500 and error_code(response) == "internal_error"
+    assert b"secret internals" not in response.data

@@ -1,0 +1,179 @@
+"""/metrics: the counters of the sign-in flow and request latency, read as Prometheus would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import AuthActions, error_code, other_code
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_metrics(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return float(samples.get((name, tuple(sorted(labels.items()))), 0.0))
+
+
+def wait_for_metric(client: FlaskClient, name: str, at_least: float, **labels: str) -> float:
+    """The worker counts a send just after the server took it: wait for that, not a time."""
+    done = threading.Event()
+    for _ in range(200):
+        current = value(read_metrics(client), name, **labels)
+        if current >= at_least:
+            return current
+        done.wait(0.05)
+    return value(read_metrics(client), name, **labels)
+
+
+def test_the_sign_in_flow_is_counted(auth: AuthActions, email: str) -> None:
+    before = read_metrics(auth.client)
+
+    assert auth.request_code(email).status_code == 202
+    code = auth.read_code_from_inbox(email)
+    assert auth.request_code(email).status_code == 429  # inside the resend cooldown
+    assert auth.verify(email, other_code(code)).status_code == 401
+    assert auth.verify(email, code).status_code == 200
+    assert error_code(auth.verify(email, code)) == "otp_expired"  # used up
+    assert auth.client.post("/auth/refresh", headers=auth.csrf_header("refresh")).status_code == 200
+    assert auth.client.post("/auth/logout", headers=auth.csrf_header()).status_code == 200
+
+    after = read_metrics(auth.client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("otp_codes_requested_total", result="issued") == 1
+    assert delta("otp_codes_requested_total", result="cooldown") == 1
+    assert delta("otp_verifications_total", outcome="wrong") == 1
+    assert delta("otp_verifications_total", outcome="ok") == 1
+    assert delta("otp_verifications_total", outcome="expired") == 1
+    assert delta("auth_tokens_refreshed_total") == 1
+    assert delta("auth_tokens_revoked_total", reason="logout") == 1
+    sent_before = value(before, "otp_emails_total", result="sent")
+    assert wait_for_metric(auth.client, "otp_emails_total", sent_before + 1, result="sent") >= (
+        sent_before + 1
+    )
+    # Latency is observed per route pattern.
+    labels = {"method": "POST", "endpoint": "/auth/verify-otp"}
+    assert delta("http_request_duration_seconds_count", **labels) == 3
+    assert delta("http_request_duration_seconds_sum", **labels) > 0
+    assert delta("http_requests_total", status="401", **labels) == 2
+
+
+def test_exhausted_outcomes_are_counted(auth: AuthActions, email: str) -> None:
+    before = read_metrics(auth.client)
+    auth.request_code(email)
+    code = auth.read_code_from_inbox(email)
+    attempts = auth.app.config["OTP_MAX_ATTEMPTS"]
+    for _ in range(attempts):
+        auth.verify(email, other_code(code))
+    assert error_code(auth.verify(email, code)) == "otp_attempts_exceeded"
+    after = read_metrics(auth.client)
+    exhausted = value(after, "otp_verifications_total", outcome="exhausted") - value(
+        before, "otp_verifications_total", outcome="exhausted"
+    )
+    # The last wrong try exhausts the code too (it answers otp_attempts_exceeded).
+    assert exhausted >= 1
+
+
+def test_verifications_refused_by_the_rate_limiter_are_counted(
+    auth: AuthActions, email: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(auth.app.config, "OTP_RATE_LIMIT_VERIFY", "1 per minute")
+    auth.client.environ_base["REMOTE_ADDR"] = f"10.7.{uuid.uuid4().int % 250}.7"
+    before = read_metrics(auth.client)
+    assert auth.verify(email, "123456").status_code == 401
+    limited = auth.verify(email, "123456")
+    assert limited.status_code == 429 and error_code(limited) == "rate_limited"
+    after = read_metrics(auth.client)
+    assert value(after, "otp_verifications_total", outcome="rate_limited") - value(
+        before, "otp_verifications_total", outcome="rate_limited"
+    ) == 1
+
+
+def test_reused_refresh_tokens_and_revoked_sessions_are_counted(
+    auth: AuthActions, email: str
+) -> None:
+    auth.sign_in(email)
+    stolen = auth.client.get_cookie("refresh_token", path="/auth").value
+    csrf = auth.csrf_header("refresh")
+    before = read_metrics(auth.client)
+    auth.client.post("/auth/refresh", headers=csrf)
+    auth.client.set_cookie("refresh_token", stolen, path="/auth")
+    assert error_code(auth.client.post("/auth/refresh", headers=csrf)) == "refresh_token_reused"
+    after = read_metrics(auth.client)
+    assert value(after, "auth_tokens_revoked_total", reason="refresh_reused") - value(
+        before, "auth_tokens_revoked_total", reason="refresh_reused"
+    ) == 1
+
+
+def test_unmatched_paths_share_one_label(client: FlaskClient) -> None:
+    client.get("/no/such/path/1")
+    client.get("/no/such/path/2")
+    samples = read_metrics(client)
+    assert value(samples, "http_requests_total", method="GET", endpoint="<unmatched>",
+                 status="404") >= 2
+    assert not any("/no/such" in str(labels) for _name, labels in samples)
+
+
+MULTIPROCESS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from app import create_app
+    from config import TestingConfig
+
+    app = create_app(TestingConfig)
+    client = app.test_client()
+    for _ in range(int(sys.argv[1])):
+        assert client.get("/healthz").status_code == 200
+    if sys.argv[2] == "print":
+        sys.stdout.write(client.get("/metrics").get_data(as_text=True))
+    """
+)
+
+
+def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
+    """As under gunicorn: two processes share PROMETHEUS_MULTIPROC_DIR; /metrics sums both."""
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
+    }
+
+    def run(requests: int, mode: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", MULTIPROCESS_SCRIPT, str(requests), mode],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    run(3, "quiet")  # a first process, gone by the time the second one reports
+    text = run(2, "print")
+    counts = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "http_request_duration_seconds_count"
+    }
+    assert counts[(("endpoint", "/healthz"), ("method", "GET"))] == 5

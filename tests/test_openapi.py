@@ -1,0 +1,124 @@
+"""The OpenAPI document, and schemathesis against the live app: no 5xx, no off-schema answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from app import create_app
+from app.devtools.inbox import Inbox
+from conftest import AuthActions, make_config
+
+# Tasks queued by generated requests go to a broker database no worker reads;
+# the suite owns this server and empties that database afterwards.
+FUZZ_BROKER_DB = 2
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+
+def test_the_document_is_openapi_3_built_from_the_schemas(client: FlaskClient) -> None:
+    document = client.get("/auth/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    assert {"/auth/request-otp", "/auth/verify-otp", "/auth/refresh", "/auth/logout",
+            "/auth/me"} <= set(document["paths"])
+    schemas = document["components"]["schemas"]
+    verify = schemas["VerifyCode"]
+    assert verify["required"] == ["email", "otp"]
+    assert verify["additionalProperties"] is False  # unknown fields are refused
+    assert verify["properties"]["otp"]["pattern"] == "^[0-9]{6}$"
+    assert verify["properties"]["email"]["format"] == "email"
+    assert set(schemas["Error"]["properties"]) == {"error"}
+    assert "Retry-After" in document["components"]["responses"]["Error429"]["headers"]
+
+
+@pytest.fixture
+def fuzzed_app(app: Flask, redis_url: str, database_url: str, inbox: Inbox) -> Iterator[Flask]:
+    """A live app of its own (the suite's `app` has migrated the database)."""
+    broker_url = f"{redis_url}/{FUZZ_BROKER_DB}"
+    yield create_app(
+        make_config(redis_url, database_url, inbox.port, CELERY_BROKER_URL=broker_url)
+    )
+    redis.Redis.from_url(broker_url).flushdb()
+
+
+# Invalid requests (negative mode) need something to make invalid: a body, or the
+# credentials of the protected operations; the document itself takes no input.
+WITH_INPUT = [
+    ("POST", "/auth/request-otp"),
+    ("POST", "/auth/verify-otp"),
+    ("POST", "/auth/refresh"),
+    ("POST", "/auth/logout"),
+    ("GET", "/auth/me"),
+    ("GET", "/auth/sessions"),
+    ("DELETE", "/auth/sessions/{sid}"),
+    ("POST", "/auth/logout-all"),
+]
+CASES = [
+    *((method, path, mode) for method, path in WITH_INPUT for mode in GenerationMode),
+    ("GET", "/auth/openapi.json", GenerationMode.POSITIVE),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), CASES)
+def test_generated_requests_get_no_5xx_and_documented_answers(
+    fuzzed_app: Flask, method: str, path: str, mode: GenerationMode
+) -> None:
+    """Valid and invalid requests built from the document, sent to the app through WSGI."""
+    schema = schemathesis.openapi.from_wsgi("/auth/openapi.json", fuzzed_app)
+    operation = schema[path][method]
+
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def call(case: schemathesis.Case) -> None:
+        case.call_and_validate(checks=CHECKS)
+
+    call()
+
+
+def test_signed_in_answers_match_the_document(auth: AuthActions, email: str) -> None:
+    """What generated requests cannot reach without a session: the success bodies."""
+    schema = schemathesis.openapi.from_dict(auth.client.get("/auth/openapi.json").get_json())
+
+    def conforms(method: str, path: str, response: object, status: int = 200) -> None:
+        assert response.status_code == status, response.get_data()  # type: ignore[attr-defined]
+        schema[path][method].validate_response(response)
+
+    assert auth.request_code(email).status_code == 202
+    conforms("POST", "/auth/verify-otp", auth.verify(email, auth.read_code_from_inbox(email)))
+    conforms("GET", "/auth/me", auth.client.get("/auth/me"))
+    conforms("GET", "/auth/sessions", auth.client.get("/auth/sessions"))
+    refreshed = auth.client.post("/auth/refresh", headers=auth.csrf_header("refresh"))
+    conforms("POST", "/auth/refresh", refreshed)
+    # An unknown session id, then every session but this one, then this one by its id.
+    sessions = auth.client.get("/auth/sessions").get_json()["sessions"]
+    current = next(session["id"] for session in sessions if session["current"])
+    missing = auth.client.delete("/auth/sessions/not-a-session", headers=auth.csrf_header())
+    conforms("DELETE", "/auth/sessions/{sid}", missing, status=404)
+    kept = auth.client.post(
+        "/auth/logout-all", json={"keep_current": True}, headers=auth.csrf_header()
+    )
+    conforms("POST", "/auth/logout-all", kept)
+    ended = auth.client.delete(f"/auth/sessions/{current}", headers=auth.csrf_header())
+    conforms("DELETE", "/auth/sessions/{sid}", ended)
+    conforms("POST", "/auth/logout", auth.client.post("/auth/logout"), status=401)

@@ -1,0 +1,211 @@
+"""Per-IP rate limits (Flask-Limiter on the real Redis), proxies, and their cost.
+
+The suite runs with generous limits; each test lowers one, and sends from its own
+client address, so counters left by other tests never matter.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from conftest import AuthActions, error_code, make_config, new_email, other_code
+
+
+def new_ip() -> str:
+    """A client address no other test uses (IPv6 documentation prefix)."""
+    return f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+
+
+def client_from(app: Flask, ip: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    return client
+
+
+def assert_rate_limited(response: Any, window_seconds: int) -> None:
+    """The one JSON error envelope, with a Retry-After inside the limit's window."""
+    assert response.status_code == 429
+    assert error_code(response) == "rate_limited"
+    assert response.get_json()["error"]["message"]
+    assert 1 <= int(response.headers["Retry-After"]) <= window_seconds
+
+
+def test_request_otp_is_limited_per_ip(
+    app: Flask, celery_worker: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "OTP_RATE_LIMIT_REQUEST", "3 per minute")
+    client, other = client_from(app, new_ip()), client_from(app, new_ip())
+    for _ in range(3):
+        assert client.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+    assert_rate_limited(client.post("/auth/request-otp", json={"email": new_email()}), 60)
+    # Another address has its own budget.
+    assert other.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+
+
+def test_verify_otp_is_limited_per_ip_even_for_the_right_code(
+    auth: AuthActions, email: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(auth.app.config, "OTP_RATE_LIMIT_VERIFY", "2 per minute")
+    auth.client.environ_base["REMOTE_ADDR"] = new_ip()
+    assert auth.request_code(email).status_code == 202
+    code = auth.read_code_from_inbox(email)
+    assert error_code(auth.verify(email, other_code(code))) == "otp_invalid"
+    assert error_code(auth.verify(email, other_code(code))) == "otp_invalid"
+    assert_rate_limited(auth.verify(email, code), 60)
+    # The refused request did not touch the code: another address can still use it.
+    assert client_from(auth.app, new_ip()).post(
+        "/auth/verify-otp", json={"email": email, "otp": code}
+    ).status_code == 200
+
+
+def test_refresh_is_limited_per_ip_before_the_token_is_checked(
+    auth: AuthActions, email: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth.client.environ_base["REMOTE_ADDR"] = new_ip()
+    auth.sign_in(email)
+    monkeypatch.setitem(auth.app.config, "OTP_RATE_LIMIT_REFRESH", "2 per hour")
+    for _ in range(2):
+        response = auth.client.post("/auth/refresh", headers=auth.csrf_header("refresh"))
+        assert response.status_code == 200, response.get_json()
+    assert_rate_limited(
+        auth.client.post("/auth/refresh", headers=auth.csrf_header("refresh")), 3600
+    )
+    # Garbage tokens from the same address are refused by the limit too, not decoded.
+    assert_rate_limited(
+        auth.client.post("/auth/refresh", headers={"Authorization": "Bearer x.y.z"}), 3600
+    )
+
+
+def test_limits_are_read_from_the_config_on_every_request(
+    app: Flask, celery_worker: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_from(app, new_ip())
+    monkeypatch.setitem(app.config, "OTP_RATE_LIMIT_REQUEST", "1 per minute")
+    assert client.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+    assert client.post("/auth/request-otp", json={"email": new_email()}).status_code == 429
+    monkeypatch.setitem(app.config, "OTP_RATE_LIMIT_REQUEST", "5 per minute")
+    assert client.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+
+
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(
+    app: Flask, celery_worker: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert app.config["TRUSTED_PROXY_COUNT"] == 0
+    monkeypatch.setitem(app.config, "OTP_RATE_LIMIT_REQUEST", "2 per minute")
+    client = client_from(app, new_ip())
+    for forged in ("198.51.100.1", "198.51.100.2"):
+        response = client.post(
+            "/auth/request-otp", json={"email": new_email()}, headers={"X-Forwarded-For": forged}
+        )
+        assert response.status_code == 202
+    response = client.post(
+        "/auth/request-otp",
+        json={"email": new_email()},
+        headers={"X-Forwarded-For": "198.51.100.3"},
+    )
+    assert_rate_limited(response, 60)
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
+    suite_config: type, celery_worker: object
+) -> None:
+    config = make_config(
+        suite_config.REDIS_URL.rsplit("/", 1)[0],
+        suite_config.SQLALCHEMY_DATABASE_URI,
+        suite_config.MAIL_PORT,
+        TRUSTED_PROXY_COUNT=1,
+        OTP_RATE_LIMIT_REQUEST="2 per minute",
+    )
+    proxy = client_from(create_app(config), "127.0.0.1")  # every request comes via the proxy
+    first, second = new_ip(), new_ip()
+
+    def request_from(client_ip: str, forged: str | None = None) -> Any:
+        # The proxy appends the address it saw; a client may have forged entries before it.
+        chain = f"{forged}, {client_ip}" if forged else client_ip
+        return proxy.post(
+            "/auth/request-otp", json={"email": new_email()}, headers={"X-Forwarded-For": chain}
+        )
+
+    assert request_from(first).status_code == 202
+    assert request_from(first, forged=new_ip()).status_code == 202  # forging does not help
+    assert_rate_limited(request_from(first, forged=new_ip()), 60)
+    assert request_from(second).status_code == 202
+
+
+def test_an_app_with_limits_disabled_leaves_other_apps_limited(
+    app: Flask, suite_config: type, celery_worker: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unlimited_config = make_config(
+        suite_config.REDIS_URL.rsplit("/", 1)[0],
+        suite_config.SQLALCHEMY_DATABASE_URI,
+        suite_config.MAIL_PORT,
+        RATELIMIT_ENABLED=False,
+        OTP_RATE_LIMIT_REQUEST="1 per minute",
+    )
+    unlimited = client_from(create_app(unlimited_config), new_ip())
+    for _ in range(3):
+        assert unlimited.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+
+    # Building that app did not switch off the limits of the suite's app.
+    monkeypatch.setitem(app.config, "OTP_RATE_LIMIT_REQUEST", "1 per minute")
+    limited = client_from(app, new_ip())
+    assert limited.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+    assert_rate_limited(limited.post("/auth/request-otp", json={"email": new_email()}), 60)
+
+
+@contextmanager
+def redis_monitor(url: str) -> Iterator[list[dict[str, Any]]]:
+    """Every command the server runs while the block runs (Redis MONITOR), bounded."""
+    seen: list[dict[str, Any]] = []
+    start, end = f"monitor-start-{uuid.uuid4().hex}", f"monitor-end-{uuid.uuid4().hex}"
+    started = threading.Event()
+    control = redis.Redis.from_url(url)
+
+    def listen() -> None:
+        with control.monitor() as monitor:
+            for command in monitor.listen():
+                text = command["command"]
+                if start in text:
+                    started.set()
+                elif end in text:
+                    return
+                elif started.is_set():
+                    seen.append(command)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    probe = redis.Redis.from_url(url)
+    for _ in range(100):  # until MONITOR is surely listening
+        probe.echo(start)
+        if started.wait(0.05):
+            break
+    assert started.is_set(), "MONITOR did not start"
+    yield seen
+    probe.echo(end)
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "MONITOR did not stop"
+
+
+def test_a_protected_request_costs_one_redis_command_and_no_rate_limit(
+    auth: AuthActions, email: str
+) -> None:
+    auth.sign_in(email)
+    auth.inbox.wait_for(email)
+    url = auth.app.config["REDIS_URL"]
+    with redis_monitor(url) as commands:
+        assert auth.client.get("/auth/me").status_code == 200
+    state_db = int(url.rsplit("/", 1)[1])
+    # Commands a Lua script runs inside the server show as client "lua": not round trips.
+    round_trips = [c for c in commands if c["db"] == state_db and c["client_address"] != "lua"]
+    assert len(round_trips) == 1, round_trips
+    assert not any("LIMITS" in c["command"] for c in commands), commands

@@ -1,0 +1,114 @@
+"""POST /auth/request-otp: validation, storage, cooldown, replacement."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from flask import Flask
+
+from conftest import AuthActions, error_code, new_email, other_code
+
+
+def redis_dump(app: Flask) -> bytes:
+    """Every key and value in the app's Redis database, as one blob."""
+    client = redis.Redis.from_url(app.config["REDIS_URL"])
+    blob = b""
+    for key in client.scan_iter():
+        if key.startswith(b"LIMITS:"):
+            continue  # per-IP rate-limit counters count every request, valid or not
+        kind = client.type(key)
+        blob += key
+        if kind == b"hash":
+            blob += b"".join(k + v for k, v in client.hgetall(key).items())
+        elif kind == b"string":
+            blob += client.get(key) or b""
+        elif kind == b"set":
+            blob += b"".join(client.smembers(key))
+    return blob
+
+
+def test_the_code_is_stored_only_as_a_keyed_hash(auth: AuthActions, email: str) -> None:
+    assert auth.request_code(email).status_code == 202
+    code = auth.read_code_from_inbox(email)
+    dump = redis_dump(auth.app)
+    assert code.encode() not in dump
+    assert email.encode() not in dump
+
+
+def test_a_second_request_inside_the_cooldown_is_refused(auth: AuthActions, email: str) -> None:
+    assert auth.request_code(email).status_code == 202
+    response = auth.request_code(email)
+    assert response.status_code == 429
+    assert error_code(response) == "resend_cooldown"
+    assert 55 <= int(response.headers["Retry-After"]) <= 60
+
+
+def test_a_new_code_replaces_the_previous_one(
+    auth: AuthActions, email: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(auth.app.config, "OTP_RESEND_COOLDOWN_SECONDS", 0)
+    assert auth.request_code(email).status_code == 202
+    first = auth.read_code_from_inbox(email, count=1)
+    assert auth.request_code(email).status_code == 202
+    second = auth.read_code_from_inbox(email, count=2)
+    if first != second:  # a one-in-a-million draw may repeat the code
+        assert error_code(auth.verify(email, first)) == "otp_invalid"
+    assert auth.verify(email, second).status_code == 200
+
+
+def test_the_address_is_normalised(auth: AuthActions) -> None:
+    email = new_email()
+    shouted = email.upper().replace("@EXAMPLE.COM", "@Example.COM")
+    assert auth.request_code(f"  {shouted}".strip()).status_code == 202
+    code = auth.read_code_from_inbox(email)
+    response = auth.verify(shouted, code)
+    assert response.status_code == 200
+    assert response.get_json()["user"]["email"] == email
+
+
+def test_an_idn_address_is_accepted_normalised_and_mailed(auth: AuthActions) -> None:
+    local = new_email("zoe").split("@")[0]
+    response = auth.request_code(f"{local.upper()}@Bücher.Example")
+    assert response.status_code == 202
+    code = auth.read_code_from_inbox(f"{local}@xn--bcher-kva.example")
+    signed_in = auth.verify(f"{local}@bücher.example", code)
+    assert signed_in.status_code == 200
+    assert signed_in.get_json()["user"]["email"] == f"{local}@bücher.example"
+
+
+def test_a_non_ascii_local_part_is_refused_clearly(auth: AuthActions) -> None:
+    response = auth.request_code("zoë@example.com")
+    assert response.status_code == 422
+    problems = response.get_json()["error"]["details"]["fields"]["email"]
+    assert "Internationalized characters" in str(problems)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "a@",
+        "@example.com",
+        "a b@example.com",
+        "victim@example.com\r\nBcc: attacker@example.com",
+        "victim@example.com\nX-Injected: 1",
+        "a" * 10_000 + "@example.com",
+        "",
+    ],
+)
+def test_invalid_addresses_get_422_and_store_nothing(auth: AuthActions, email: str) -> None:
+    before = redis_dump(auth.app)
+    response = auth.request_code(email)
+    assert response.status_code == 422
+    assert error_code(response) == "validation_failed"
+    assert "email" in response.get_json()["error"]["details"]["fields"]
+    assert redis_dump(auth.app) == before
+
+
+def test_a_wrong_code_for_another_address_does_not_help(auth: AuthActions) -> None:
+    first, second = new_email(), new_email()
+    auth.request_code(first)
+    code = auth.read_code_from_inbox(first)
+    assert error_code(auth.verify(second, code)) == "otp_expired"
+    assert error_code(auth.verify(first, other_code(code))) == "otp_invalid"
+    assert auth.verify(first, code).status_code == 200

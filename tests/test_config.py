@@ -18,7 +18,7 @@ def production_config(suite_config: type, **overrides: Any) -> type:
     wiring = {
         key: getattr(suite_config, key)
         for key in ("REDIS_URL", "CELERY_BROKER_URL", "SQLALCHEMY_DATABASE_URI",
-                    "MAIL_SERVER", "MAIL_PORT", "MAIL_SUPPRESS_SEND")
+                    "MAIL_SERVER", "MAIL_PORT", "MAIL_SUPPRESS_SEND", "SQLALCHEMY_ENGINE_OPTIONS")
     }
     settings = {
         **wiring,

@@ -40,7 +40,9 @@ class RedisStore:
         return cast(redis.Redis, current_app.extensions["redis"])
 
 
-db = SQLAlchemy()
+# Sessions live for one request or task: objects need not be reloaded after a commit
+# (reloading would cost a SELECT per sign-in just to read back what was written).
+db = SQLAlchemy(session_options={"expire_on_commit": False})
 migrate = Migrate()
 mail = Mail()
 jwt = JWTManager()

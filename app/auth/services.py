@@ -167,15 +167,21 @@ def find_user(email: str) -> User | None:
 
 
 def sign_in_user(email: str) -> User:
-    """The first successful sign-in creates the account; later ones stamp the time."""
+    """The first successful sign-in creates the account; later ones stamp the time.
+
+    One statement either way (INSERT, or UPDATE after the lookup): the new row is
+    written with its sign-in time already set.
+    """
+    now = utcnow()
     user = find_user(email)
     if user is None:
         if not current_app.config["OTP_ALLOW_SIGNUP"]:
             raise SignupClosed()
-        user = User(email=email)
+        user = User(email=email, last_login_at=now)
         db.session.add(user)
         try:
-            db.session.flush()
+            db.session.commit()
+            return user
         except IntegrityError:  # created concurrently by another sign-in
             db.session.rollback()
             user = find_user(email)
@@ -183,6 +189,6 @@ def sign_in_user(email: str) -> User:
     if not user.is_active:
         db.session.rollback()
         raise AccountInactive()
-    user.last_login_at = utcnow()
+    user.last_login_at = now
     db.session.commit()
     return user

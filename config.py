@@ -84,10 +84,13 @@ class Config:
     OTP_MAX_FAILURES = env_int("OTP_MAX_FAILURES", 10)
     OTP_LOCKOUT_SECONDS = env_int("OTP_LOCKOUT_SECONDS", 900)
     OTP_HOURLY_SEND_LIMIT = env_int("OTP_HOURLY_SEND_LIMIT", 10)
-    # Per client IP, in Flask-Limiter's syntax; read on every request.
-    OTP_RATE_LIMIT_REQUEST = env_str("OTP_RATE_LIMIT_REQUEST", "10 per minute; 100 per hour")
-    OTP_RATE_LIMIT_VERIFY = env_str("OTP_RATE_LIMIT_VERIFY", "20 per minute; 200 per hour")
-    OTP_RATE_LIMIT_REFRESH = env_str("OTP_RATE_LIMIT_REFRESH", "30 per minute; 300 per hour")
+    # Per client IP, in Flask-Limiter's syntax; read on every request. One window each:
+    # every window is one more Redis round trip per request (add one with "; ...").
+    # Per-email guessing and flooding are bounded separately (OTP_MAX_FAILURES,
+    # OTP_RESEND_COOLDOWN_SECONDS, OTP_HOURLY_SEND_LIMIT), whatever the client's IP.
+    OTP_RATE_LIMIT_REQUEST = env_str("OTP_RATE_LIMIT_REQUEST", "20 per 10 minutes")
+    OTP_RATE_LIMIT_VERIFY = env_str("OTP_RATE_LIMIT_VERIFY", "40 per 10 minutes")
+    OTP_RATE_LIMIT_REFRESH = env_str("OTP_RATE_LIMIT_REFRESH", "60 per 10 minutes")
     OTP_ALLOW_SIGNUP = env_bool("OTP_ALLOW_SIGNUP", True)
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).

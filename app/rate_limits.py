@@ -90,7 +90,7 @@ class PerAppLimiter(Limiter):
         )
 
     def limit_from_config(self, key: str) -> RouteLimit:
-        """A per-client limit whose value (e.g. "10 per minute; 100 per hour") is `config[key]`."""
+        """A per-client limit whose value (e.g. "20 per 10 minutes") is `config[key]`."""
         return self.limit(lambda: str(current_app.config[key]))
 
     @staticmethod

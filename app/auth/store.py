@@ -125,10 +125,16 @@ if left <= 0 then return {'expired', 0} end
 return {'pending', left}
 """
 
-CODE_IS_CURRENT = """
--- Is this digest still the live, unexpired code for the email?
+MAIL_STATE = """
+-- KEYS: code, sent marker of this task. ARGV: code digest
+-- Before a send: is the digest still the live, unexpired code, and has this
+-- task not sent it already (a redelivered task)? One round trip for both.
 local st = redis.call('HMGET', KEYS[1], 'c', 'x')
-return (st[1] == ARGV[1] and tonumber(st[2]) > tonumber(redis.call('TIME')[1])) and 1 or 0
+if st[1] ~= ARGV[1] or not st[2] or tonumber(st[2]) <= tonumber(redis.call('TIME')[1]) then
+  return 'stale'
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'sent' end
+return 'due'
 """
 
 
@@ -146,8 +152,8 @@ def _script(text: str) -> Script:
     return Script(None, text.encode())  # type: ignore[arg-type]
 
 
-_ISSUE, _WITHDRAW, _CONSUME, _IS_CURRENT = map(
-    _script, (ISSUE_CODE, WITHDRAW_CODE, CONSUME_CODE, CODE_IS_CURRENT)
+_ISSUE, _WITHDRAW, _CONSUME, _MAIL_STATE = map(
+    _script, (ISSUE_CODE, WITHDRAW_CODE, CONSUME_CODE, MAIL_STATE)
 )
 _CONSUME_LINK, _LINK_STATE = map(_script, (CONSUME_LINK, LINK_STATE))
 
@@ -209,16 +215,17 @@ def sealed_email(tag: str) -> bytes | None:
     return value if isinstance(value, bytes) else None
 
 
-def code_is_current(tag: str, digest: bytes) -> bool:
-    return bool(_IS_CURRENT(keys=[code_key(tag)], args=[digest], client=redis_store.client))
+def login_mail_state(tag: str, digest: bytes, task_id: str) -> str:
+    """'due' (send it), 'stale' (code replaced, used or expired) or 'sent' (by this task)."""
+    state = _MAIL_STATE(
+        keys=[code_key(tag), mail_sent_key(tag, task_id)], args=[digest], client=redis_store.client
+    )
+    return state.decode() if isinstance(state, bytes) else str(state)
 
 
 def mark_mail_sent(tag: str, task_id: str, ttl: int) -> None:
     redis_store.client.set(mail_sent_key(tag, task_id), 1, ex=max(ttl, 1))
 
-
-def mail_already_sent(tag: str, task_id: str) -> bool:
-    return bool(redis_store.client.exists(mail_sent_key(tag, task_id)))
 
 
 # --- Sessions ------------------------------------------------------------

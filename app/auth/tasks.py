@@ -46,10 +46,11 @@ def send_login_code(
     if time.time() >= expires_at:
         log.info("login email dropped: code expired before delivery")
         return
-    if not store.code_is_current(tag, secret_digest(CODE_PURPOSE, email, code)):
+    state = store.login_mail_state(tag, secret_digest(CODE_PURPOSE, email, code), task_id)
+    if state == "stale":
         log.info("login email dropped: code replaced, used or expired")
         return
-    if store.mail_already_sent(tag, task_id):
+    if state == "sent":
         log.info("login email already sent; redelivered task ignored")
         return
     if not may_receive_code(email):

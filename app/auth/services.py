@@ -177,7 +177,7 @@ def sign_in_user(email: str) -> User:
     if user is None:
         if not current_app.config["OTP_ALLOW_SIGNUP"]:
             raise SignupClosed()
-        user = User(email=email, last_login_at=now)
+        user = User(email=email, created_at=now, last_login_at=now)
         db.session.add(user)
         try:
             db.session.commit()

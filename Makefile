@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: install run test lint migrate clean bench chromium
+.PHONY: install run test lint migrate clean bench chromium compose
 
 install: $(VENV)/.installed
 
@@ -22,12 +22,17 @@ run: migrate
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
 
 ## The whole suite against real Redis, SMTP, Celery and database servers.
-test: install chromium
+test: install chromium compose
 	$(BIN)/pytest
 
 ## Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+## A compose command, so the suite validates docker-compose.yml (`config` needs no engine).
+compose:
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+	  || (apt-get update && apt-get install -y docker-compose)
 
 ## Benchmark (bench/): the real stack on loopback under wrk; writes bench/results/<date>.{json,md,png}.
 ## Users go to a private database on the local PostgreSQL when one answers (as in production),

@@ -1,6 +1,7 @@
 """Optional local services some tests use, probed once per run.
 
-RabbitMQ and the `docker compose` plugin are not started by the suite. When one is
+RabbitMQ and a compose command (`docker compose` or `docker-compose`) are not provided
+by the suite (`make test` installs Debian's `docker-compose` when neither exists). When one is
 missing, its tests do not run, and the report header and the closing summary say so
 in plain words, so a green run never hides what it did not check.
 """
@@ -28,20 +29,34 @@ def rabbitmq_problem() -> str | None:
     return None
 
 
-@functools.cache
-def compose_problem() -> str | None:
-    """None when `docker compose` (the v2 plugin) runs, else why not."""
-    if not shutil.which("docker"):
-        return "the docker client is not installed"
+def _runs(command: list[str]) -> bool:
     try:
-        result = subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"`docker compose version` failed: {error}"
-    if result.returncode != 0:
-        return "the docker client is installed but its compose plugin is missing"
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+@functools.cache
+def compose_command() -> list[str] | None:
+    """`docker compose` (the v2 plugin), else Debian's `docker-compose`; None if neither runs.
+
+    `config` only reads and validates the file: neither needs a Docker engine.
+    """
+    if shutil.which("docker") and _runs(["docker", "compose", "version"]):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose") and _runs(["docker-compose", "version"]):
+        return ["docker-compose"]
     return None
+
+
+def compose_problem() -> str | None:
+    """None when a compose command can validate docker-compose.yml, else why not."""
+    if compose_command() is not None:
+        return None
+    if not shutil.which("docker"):
+        return "neither the docker client nor docker-compose is installed"
+    return "the docker client is installed but neither its compose plugin nor docker-compose"
 
 
 def status_lines() -> list[str]:
@@ -52,8 +67,8 @@ def status_lines() -> list[str]:
         + ("answers; the amqp:// email flow test runs." if rabbit is None else
            f"NOT RUN - the amqp:// email flow test did not run ({rabbit})."),
         "docker compose: "
-        + ("available; docker-compose.yml is validated with `docker compose config`."
-           if compose is None else
+        + (f"available; docker-compose.yml is validated with `{' '.join(compose_command() or [])}"
+           " config`." if compose is None else
            f"NOT RUN - `docker compose config` did not validate docker-compose.yml ({compose});"
            " its structure checks ran."),
     ]

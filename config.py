@@ -95,6 +95,10 @@ class Config:
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).
     OTP_LOG_LEVEL = env_str("OTP_LOG_LEVEL", "INFO")
+    # The Celery worker's own /metrics (its email counts), for workers on hosts without a
+    # web process; 0 = off. With the prefork pool it needs PROMETHEUS_MULTIPROC_DIR.
+    OTP_WORKER_METRICS_PORT = env_int("OTP_WORKER_METRICS_PORT", 0)
+    OTP_WORKER_METRICS_ADDRESS = env_str("OTP_WORKER_METRICS_ADDRESS", "127.0.0.1")
     # Sign-in links and emails. Links are built from this URL, never from the Host header.
     OTP_LINK_BASE_URL = env_str("OTP_LINK_BASE_URL", "http://127.0.0.1:8000")
     OTP_ACCENT_COLOR = env_str("OTP_ACCENT_COLOR", "#4f46e5")

@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 from .logs import request_started_at
@@ -67,15 +68,29 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-def render_metrics() -> Response:
-    """The exposition text: this process's registry, or every process's files."""
+def metrics_registry() -> CollectorRegistry:
+    """This process's registry, or one that adds up every process's files when scraped."""
     if multiprocess_mode():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest(REGISTRY)
+        return registry
+    return REGISTRY
+
+
+def render_metrics() -> Response:
+    """The exposition text of this process, or of every process of the host."""
+    body = generate_latest(metrics_registry())
     return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
+def serve_worker_metrics(port: int, address: str) -> None:
+    """A /metrics endpoint in the Celery worker's main process (a thread of its own).
+
+    A worker often runs where no web process can read its counts (another container
+    or host). Its prefork children count in their own memory, so only the multiprocess
+    files make their counts visible here: PROMETHEUS_MULTIPROC_DIR is required then.
+    """
+    start_http_server(port, addr=address, registry=metrics_registry())
 
 
 def init_request_metrics(app: Flask) -> None:

@@ -45,7 +45,11 @@ def test_compose_has_app_worker_redis_postgres_and_mailpit(compose: dict[str, An
 
 def test_compose_wires_the_app_to_its_services(compose: dict[str, Any]) -> None:
     env = compose["services"]["app"]["environment"]
-    assert compose["services"]["worker"]["environment"] == env
+    worker_env = dict(compose["services"]["worker"]["environment"])
+    # The worker has the app's settings, plus its own metrics endpoint.
+    assert worker_env.pop("OTP_WORKER_METRICS_PORT") == "9100"
+    assert worker_env.pop("OTP_WORKER_METRICS_ADDRESS") == "0.0.0.0"
+    assert worker_env == env
     assert env["APP_ENV"] == "production"
     assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
     assert "@postgres:5432/" in env["DATABASE_URL"]
@@ -55,6 +59,13 @@ def test_compose_wires_the_app_to_its_services(compose: dict[str, Any]) -> None:
     # Secrets are never defaulted: compose refuses to start without them.
     for key in ("SECRET_KEY", "JWT_SECRET_KEY"):
         assert re.fullmatch(r"\$\{" + key + r":\?[^}]+\}", env[key]), env[key]
+
+
+def test_metrics_add_up_every_process_from_an_empty_directory(compose: dict[str, Any]) -> None:
+    for name in ("app", "worker"):
+        service = compose["services"][name]
+        folder = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        assert folder in service["tmpfs"], name  # empty at each start, as the client needs
 
 
 def stop_grace_seconds(value: str) -> int:

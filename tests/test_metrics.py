@@ -7,27 +7,38 @@ import subprocess
 import sys
 import textwrap
 import threading
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from live_stack import app_with_worker, auth_actions, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import AuthActions, error_code, other_code
+from app.devtools.inbox import Inbox
+from app.devtools.redis_server import free_port
+from conftest import AuthActions, error_code, make_config, new_email, other_code
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def read_metrics(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.content_type.startswith("text/plain; version=")
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_samples(text: str) -> Samples:
     samples = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
+
+
+def read_metrics(client: FlaskClient) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=")
+    return parse_samples(response.get_data(as_text=True))
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -177,3 +188,30 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
         if s.name == "http_request_duration_seconds_count"
     }
     assert counts[(("endpoint", "/healthz"), ("method", "GET"))] == 5
+
+
+def test_a_prefork_worker_serves_its_own_email_counts(
+    app: object, redis_url: str, database_url: str, inbox: Inbox, tmp_path: Path
+) -> None:
+    """A worker where no web process runs: OTP_WORKER_METRICS_PORT exposes its counts."""
+    port, counts = free_port(), tmp_path / "prometheus"
+    counts.mkdir()
+    config = make_config(redis_url, database_url, inbox.port)  # type: ignore[attr-defined]
+    worker_env = {"OTP_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(counts)}
+    queue = f"metrics-{uuid.uuid4().hex[:12]}"
+    with app_with_worker(config, tmp_path, queue=queue, pool="prefork", **worker_env) as host:
+        auth = auth_actions(host, inbox, "127.0.11.1")
+        email = new_email("worker-metrics")
+        assert auth.request_code(email).status_code == 202
+        auth.read_code_from_inbox(email)
+
+        def scraped_sent() -> float:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return value(parse_samples(r.read().decode()), "otp_emails_total",
+                                 result="sent")
+            except OSError:
+                return -1.0  # not listening yet
+
+        # The count lands just after the SMTP server took the message: wait for it.
+        wait_until(lambda: scraped_sent() == 1.0, 15, "the worker's /metrics to count the email")

@@ -28,6 +28,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.devtools.inbox import Inbox
+from app.devtools.redis_cluster import stop_process
 from app.devtools.redis_server import free_port, start_server
 from app.extensions import db
 from conftest import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, AuthActions
@@ -207,14 +208,9 @@ def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) ->
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM and wait; SIGKILL whatever is still running after `timeout`."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
+    """SIGTERM and wait; SIGKILL whatever is still running after `timeout` (15 s: app
+    nodes finish their requests first)."""
+    stop_process(process, timeout)
 
 
 @contextmanager

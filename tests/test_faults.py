@@ -25,6 +25,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from live_stack import wait_until
 
 from app import create_app
 from app.auth.codes import email_tag
@@ -37,14 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each test's worker gets a broker database of its own on the suite's Redis, so the
 # suite's in-process worker (broker database 1) never takes these tests' tasks.
 BROKER_DB = {"smtp": 3, "sigkill": 4}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {timeout}s")
-        time.sleep(0.05)
 
 
 def timed(call: Callable[[], Any], limit: float = 15.0) -> tuple[Any, float]:

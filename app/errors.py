@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 from flask import Flask, Response, jsonify
@@ -21,6 +21,8 @@ class APIError(Exception):
     status = 400
     code = "bad_request"
     message = "The request could not be processed."
+    # Sent with every instance; the `headers` argument adds to or overrides them.
+    default_headers: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -31,7 +33,7 @@ class APIError(Exception):
     ) -> None:
         super().__init__(message or self.message)
         self.message = message or self.message
-        self.headers = headers or {}
+        self.headers = {**self.default_headers, **(headers or {})}
         self.details = details
 
 
@@ -39,16 +41,8 @@ class ServiceUnavailable(APIError):
     status = 503
     code = "service_unavailable"
     message = "The service is temporarily unavailable. Please try again shortly."
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        # Every 503 tells clients when to try again, like the Redis and broker handlers.
-        super().__init__(message, headers={"Retry-After": "5", **(headers or {})}, details=details)
+    # Every 503 tells clients when to try again, like the Redis and broker handlers.
+    default_headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
 
 
 def error_response(

@@ -41,18 +41,12 @@ sys.path.insert(0, str(ROOT))
 
 from app.devtools.inbox import Inbox, plain_text, start_inbox  # noqa: E402
 from app.devtools.redis_server import free_port, start_server  # noqa: E402
+from bench.stack import cpu_seconds as process_cpu_seconds  # noqa: E402
 
 
 def cpu_seconds(process: psutil.Process) -> float:
     """CPU time of a process and its children (gunicorn and Celery fork their workers)."""
-    total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    return process_cpu_seconds([process, *process.children(recursive=True)])
 
 
 def redis_cpu(client: redis.Redis) -> float:

@@ -17,7 +17,8 @@ RUN pip install -r requirements.txt
 
 # The code belongs to root and is read-only for the app; only instance/ is writable.
 COPY . .
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app \
+RUN pip install --no-deps . \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app \
     && mkdir -p instance && chown app:app instance
 USER app
 

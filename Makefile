@@ -8,10 +8,12 @@ export FLASK_APP := wsgi
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The extension itself, editable: src/flask_email_signin is what the suite imports.
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 migrate: install
@@ -43,7 +45,7 @@ bench: install
 	  && echo postgresql+psycopg://postgres@127.0.0.1:5432/postgres)}" $(BIN)/python -m bench
 
 lint: install
-	$(BIN)/ruff check app worker tests config.py wsgi.py
+	$(BIN)/ruff check src app worker tests examples config.py wsgi.py
 	$(BIN)/mypy
 
 clean:

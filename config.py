@@ -1,7 +1,8 @@
-"""Settings, read from the environment and an optional `.env` file.
+"""Settings of the reference deployment, read from the environment and an optional `.env` file.
 
 Every key is documented in README.md ("Configuration"). Extension keys keep
-their extensions' own names; the product's own keys start with `OTP_`.
+their extensions' own names; flask_email_signin's keys start with `OTP_`.
+Environment variables keep their deployment names (REDIS_URL feeds OTP_REDIS_URL).
 """
 
 from __future__ import annotations
@@ -44,19 +45,26 @@ class Config:
     SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 16 * 1024)
 
-    # State store (codes, cooldowns, sessions) and task broker.
-    REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-    REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "1.0") or 1.0)
-    # Treat a plain redis:// REDIS_URL as a node of a Redis Cluster (or use redis+cluster://).
-    REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
-    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
-    # Redis broker: seconds before a task whose worker died unacknowledged is handed out again.
-    CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
+    # Unsafe settings refuse to start only in production (see flask_email_signin's guard).
+    OTP_PRODUCTION = False
+    OTP_KNOWN_DEV_SECRETS = (DEV_SECRET_KEY, DEV_JWT_SECRET_KEY)
+    # This deployment is an API plus its pages: every error answers in the JSON envelope.
+    OTP_JSON_ERRORS_APP_WIDE = True
+    OTP_URL_PREFIX = env_str("OTP_URL_PREFIX", "/auth")
 
-    # Per-IP rate limits (Flask-Limiter keys). The storage defaults to REDIS_URL.
-    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
-    RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI")
-    RATELIMIT_STRATEGY = env_str("RATELIMIT_STRATEGY", "fixed-window")
+    # State store (codes, cooldowns, sessions) and task broker.
+    OTP_REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+    OTP_REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "1.0") or 1.0)
+    # Treat a plain redis:// REDIS_URL as a node of a Redis Cluster (or use redis+cluster://).
+    OTP_REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+    OTP_CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or OTP_REDIS_URL
+    # Redis broker: seconds before a task whose worker died unacknowledged is handed out again.
+    OTP_CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
+
+    # Per-IP rate limits; the storage defaults to REDIS_URL.
+    OTP_RATE_LIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    OTP_RATE_LIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI")
+    OTP_RATE_LIMIT_STRATEGY = env_str("RATELIMIT_STRATEGY", "fixed-window")
     # Proxies in front of the app that append to X-Forwarded-For; 0: the header is ignored.
     TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
@@ -71,8 +79,8 @@ class Config:
     MAIL_USERNAME = env_str("MAIL_USERNAME")
     MAIL_PASSWORD = env_str("MAIL_PASSWORD")
     MAIL_DEFAULT_SENDER = env_str("MAIL_DEFAULT_SENDER", "Sign-in <no-reply@localhost>")
-    # Flask-Mail opens SMTP connections without a timeout; the worker applies this one.
-    MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 30)
+    # Every SMTP wait of a send is bounded by this (the SMTP socket's own timeout).
+    OTP_MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 30)
     # Flask-Mail would silently drop mail under TESTING; the tests read real mail.
     MAIL_SUPPRESS_SEND = env_bool("MAIL_SUPPRESS_SEND", False)
 
@@ -129,7 +137,8 @@ class Config:
     JWT_ACCESS_COOKIE_NAME = env_str("JWT_ACCESS_COOKIE_NAME", "access_token")
     JWT_REFRESH_COOKIE_NAME = env_str("JWT_REFRESH_COOKIE_NAME", "refresh_token")
     JWT_ACCESS_COOKIE_PATH = "/"
-    JWT_REFRESH_COOKIE_PATH = env_str("JWT_REFRESH_COOKIE_PATH", "/auth")
+    # The refresh cookie goes only to the extension's endpoints (its mount prefix).
+    JWT_REFRESH_COOKIE_PATH = env_str("JWT_REFRESH_COOKIE_PATH", OTP_URL_PREFIX)
     # The CSRF cookies stay readable from every page so scripts can echo them.
     JWT_ACCESS_CSRF_COOKIE_PATH = "/"
     JWT_REFRESH_CSRF_COOKIE_PATH = "/"
@@ -145,9 +154,10 @@ class TestingConfig(Config):
 
 
 class ProductionConfig(Config):
-    """Secure defaults; `app.production_guard` refuses unsafe overrides."""
+    """Secure defaults; flask_email_signin's production guard refuses unsafe overrides."""
 
     APP_ENV = "production"
+    OTP_PRODUCTION = True
     JWT_COOKIE_SECURE = env_bool("JWT_COOKIE_SECURE", True)
     # `__Host-` binds the access cookie to this exact origin (Secure, path /, no Domain).
     JWT_ACCESS_COOKIE_NAME = env_str("JWT_ACCESS_COOKIE_NAME", "__Host-access_token")

@@ -1,10 +1,10 @@
-"""Passwordless email sign-in for Flask."""
+"""The reference deployment: a Flask app that adopts flask_email_signin as any host would."""
 
 from __future__ import annotations
 
 import os
 
-from flask import Flask
+from flask import Flask, Response, redirect, url_for
 
 from config import Config, config_for_env
 
@@ -16,18 +16,11 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     if app.config.get("OTP_TEMPLATE_FOLDER"):
         # Searched before every blueprint's templates: same-named files override them.
         app.template_folder = app.config["OTP_TEMPLATE_FOLDER"]
-    if app.config["APP_ENV"] == "production":
-        from .production_guard import check_production_settings
-
-        check_production_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
 
     trust_proxies(app)
     register_extensions(app)
-    register_request_hooks(app)
     register_blueprints(app)
-    register_error_handlers(app)
-    register_commands(app)
     return app
 
 
@@ -48,46 +41,20 @@ def trust_proxies(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from .celery_app import celery_init_app
-    from .extensions import db, jwt, limiter, mail, migrate, redis_store
+    from .extensions import db, migrate, signin
+    from .models import User
 
     db.init_app(app)
     migrate.init_app(app, db)
-    mail.init_app(app)
-    jwt.init_app(app)
-    redis_store.init_app(app)
-    limiter.init_app(app)
-    celery_init_app(app)
+    signin.init_app(app, db=db, user_model=User)
 
 
 def register_blueprints(app: Flask) -> None:
-    from .auth import bp as auth_bp
     from .ops import bp as ops_bp
-    from .web import bp as web_bp
 
-    app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(ops_bp)
-    app.register_blueprint(web_bp)
 
-
-def register_error_handlers(app: Flask) -> None:
-    from .auth.tokens import register_token_error_handlers
-    from .errors import register_error_handlers as register_api_error_handlers
-
-    register_api_error_handlers(app)
-    register_token_error_handlers(app)
-
-
-def register_request_hooks(app: Flask) -> None:
-    from .logs import init_request_ids
-    from .metrics import init_request_metrics
-
-    init_request_ids(app)
-    init_request_metrics(app)
-
-
-def register_commands(app: Flask) -> None:
-    from .cli import mail_cli, users_cli
-
-    app.cli.add_command(users_cli)
-    app.cli.add_command(mail_cli)
+    @app.get("/")
+    def home() -> Response:
+        """The sign-in page is this deployment's home page."""
+        return redirect(url_for("email_signin_pages.sign_in_page"))  # type: ignore[return-value]

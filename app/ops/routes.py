@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..errors import APIError
-from ..metrics import render_metrics
+from flask_email_signin import APIError, check_readiness, render_metrics
+
 from . import bp
-from .readiness import check_readiness
 
 
 class NotReady(APIError):

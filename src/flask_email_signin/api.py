@@ -1,0 +1,184 @@
+"""The JSON API blueprint: load with a schema, call a service, dump.
+
+Mounted at OTP_URL_PREFIX (default `/auth`) by `EmailSignIn.init_app`.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from flask import Response, current_app, jsonify, request
+from flask_jwt_extended import (
+    get_jwt,
+    get_jwt_identity,
+    jwt_required,
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_jwt_cookies,
+)
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from . import login_codes
+from . import sessions as tokens
+from .blueprints import extension_blueprint
+from .errors import SessionNotFound
+from .json_body import load_json_body
+from .metrics import VERIFICATIONS
+from .openapi import build_openapi_document
+from .rate_limits import rate_limited
+from .sign_in import complete_sign_in
+from .state import API_BLUEPRINT, user_store
+from .schemas import (
+    CodeSentSchema,
+    LogoutAllSchema,
+    ProfileSchema,
+    RequestCodeSchema,
+    SessionListSchema,
+    SignedInSchema,
+    UserSchema,
+    VerifyCodeSchema,
+)
+
+bp = extension_blueprint(API_BLUEPRINT, __name__)
+
+# Built once: a schema's fields are bound at construction, which costs more than a load.
+request_code_schema = RequestCodeSchema()
+code_sent_schema = CodeSentSchema()
+verify_code_schema = VerifyCodeSchema()
+signed_in_schema = SignedInSchema()
+user_schema = UserSchema()
+profile_schema = ProfileSchema()
+session_list_schema = SessionListSchema()
+logout_all_schema = LogoutAllSchema()
+
+
+@bp.post("/request-otp")
+@rate_limited("OTP_RATE_LIMIT_REQUEST")
+def request_otp() -> tuple[Response, int]:
+    """Email a one-time sign-in code to the given address."""
+    body = load_json_body(request_code_schema)
+    sent = login_codes.request_login_code(body["email"])
+    payload = {
+        "message": "If the address can sign in, a code is on its way.",
+        "expires_in": sent.expires_in,
+        "resend_in": sent.resend_in,
+    }
+    return jsonify(code_sent_schema.dump(payload)), 202
+
+
+@bp.post("/verify-otp")
+@rate_limited("OTP_RATE_LIMIT_VERIFY", on_refusal=VERIFICATIONS.labels("rate_limited").inc)
+def verify_otp() -> Response:
+    """Exchange a valid code for a session: access and refresh cookies plus a bearer token."""
+    body = load_json_body(verify_code_schema)
+    login_codes.verify_login_code(body["email"], body["otp"])
+    signed_in = complete_sign_in(body["email"])
+    response = jsonify(
+        signed_in_schema.dump(
+            {
+                "message": "Signed in.",
+                "access_token": signed_in.access_token,
+                "token_type": "bearer",
+                "user": user_schema.dump(signed_in.user),
+            }
+        )
+    )
+    signed_in.set_cookies(response)
+    return response
+
+
+@bp.post("/refresh")
+# Counted before the token check, so bad tokens use up the budget too.
+@rate_limited("OTP_RATE_LIMIT_REFRESH")
+@jwt_required(refresh=True, locations=["cookies"])
+def refresh() -> Response:
+    """New access token and a rotated refresh cookie; a reused refresh token ends the session."""
+    access, refresh_token = tokens.refresh_session(get_jwt())
+    response = jsonify({"access_token": access, "token_type": "bearer"})
+    set_access_cookies(response, access)
+    set_refresh_cookies(response, refresh_token)
+    return response
+
+
+@bp.post("/logout")
+@jwt_required()
+def logout() -> Response:
+    """End this sign-in: its access and refresh tokens stop working everywhere."""
+    tokens.end_session(get_jwt_identity(), get_jwt()["sid"], reason="logout")
+    response = jsonify({"message": "Signed out."})
+    unset_jwt_cookies(response)
+    return response
+
+
+@bp.get("/me")
+@jwt_required()
+def me() -> Response:
+    """The signed-in user's profile."""
+    user = user_store().get(int(get_jwt_identity()))
+    if user is None:
+        raise NotFound("This account no longer exists.")
+    return jsonify(profile_schema.dump(user.to_public_dict()))
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI 3 description of this API, generated from its marshmallow schemas."""
+    prefix = request.script_root + current_app.config["OTP_URL_PREFIX"].rstrip("/")
+    return jsonify(build_openapi_document(current_app.config, prefix))
+
+
+@bp.get("/sessions")
+@jwt_required()
+def list_sessions() -> Response:
+    """The signed-in user's live sessions, most recently used first; `current` marks this one."""
+    sessions = tokens.list_sessions(get_jwt_identity(), current_sid=get_jwt()["sid"])
+    return jsonify(session_list_schema.dump({"sessions": sessions}))
+
+
+@bp.delete("/sessions/<sid>")
+@jwt_required()
+def revoke_session(sid: str) -> Response:
+    """End one of the user's sessions; 404 for an id that is not theirs or not live."""
+    if not tokens.end_session(get_jwt_identity(), sid, reason="session_revoked"):
+        raise SessionNotFound()
+    current = sid == get_jwt()["sid"]
+    response = jsonify({"message": "Session ended.", "current": current})
+    if current:
+        unset_jwt_cookies(response)
+    return response
+
+
+@bp.post("/logout-all")
+@jwt_required()
+def logout_all() -> Response:
+    """End every session of the user; `{"keep_current": true}` spares this one."""
+    body = load_json_body(logout_all_schema) if request.get_data(cache=True) else {}
+    keep_current = body.get("keep_current", False)
+    current = get_jwt()["sid"]
+    ended = tokens.end_all_sessions(
+        get_jwt_identity(), reason="logout_all", keep=current if keep_current else None
+    )
+    response = jsonify({"message": "Signed out.", "ended": ended})
+    if not keep_current:
+        unset_jwt_cookies(response)
+    return response
+
+
+ANY_METHOD = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@bp.route("/<path:_unknown>", methods=ANY_METHOD)
+def unknown_route(_unknown: str) -> NoReturn:
+    """Unknown paths under the prefix answer in the envelope (405 with Allow where due)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = set()
+    for method in ANY_METHOD:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint != request.endpoint:
+            allowed.add(method)
+    if allowed:
+        raise MethodNotAllowed(valid_methods=sorted(allowed | {"OPTIONS"}))
+    raise NotFound()

@@ -1,0 +1,199 @@
+"""Administration from the command line: `flask users ...` and `flask mail ...`.
+
+Commands run inside the app context (Flask's AppGroup), against the same
+database and Redis as the web app, so what they change takes effect at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+from marshmallow import ValidationError
+
+from . import sessions as tokens
+from .mail_check import diagnose, mail_settings, send_test_email
+from .roles import ROLE_NAME, is_valid_role_name
+from .schemas import NormalisedEmail
+from .state import user_store
+from .users import iso
+
+users_cli = AppGroup("users", help="Manage user accounts, roles and sessions.")
+mail_cli = AppGroup("mail", help="Check the outgoing mail settings.")
+
+
+def normalised_email(value: str) -> str:
+    try:
+        return str(NormalisedEmail().deserialize(value))
+    except ValidationError as error:
+        raise click.BadParameter("; ".join(map(str, error.messages)), param_hint="EMAIL") from None
+
+
+def role_name(value: str) -> str:
+    if not is_valid_role_name(value):
+        raise click.BadParameter(f"must match {ROLE_NAME.pattern}", param_hint="ROLE")
+    return value
+
+
+def check_role(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """Click callback: one role name, several, or none."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return [role_name(v) for v in value]
+    return role_name(value)
+
+
+def get_user(email: str) -> Any:
+    address = normalised_email(email)
+    user = user_store().find(address)
+    if user is None:
+        raise click.ClickException(f"No user with email {address}.")
+    return user
+
+
+def describe(user: Any) -> str:
+    state = "active" if user.is_active else "inactive"
+    roles = ",".join(user.roles) or "-"
+    last = iso(user.last_login_at) or "-"
+    return f"{user.id:>6}  {user.email:<40}  {state:<8}  {roles:<20}  {last}"
+
+
+@users_cli.command("list")
+@click.option("--role", callback=check_role, help="Only users holding this role.")
+@click.option("--inactive/--active", default=None, help="Only inactive (or only active) users.")
+def list_users(role: str | None, inactive: bool | None) -> None:
+    """List users: id, email, state, roles, last sign-in."""
+    active = None if inactive is None else not inactive
+    users = [u for u in user_store().all(active=active) if role is None or role in u.roles]
+    click.echo(f"{'id':>6}  {'email':<40}  {'state':<8}  {'roles':<20}  last sign-in")
+    for user in users:
+        click.echo(describe(user))
+    click.echo(f"{len(users)} user(s)")
+
+
+@users_cli.command("show")
+@click.argument("email")
+def show_user(email: str) -> None:
+    """Show one user's account, roles and number of live sessions."""
+    user = get_user(email)
+    click.echo(f"id:            {user.id}")
+    click.echo(f"email:         {user.email}")
+    click.echo(f"active:        {'yes' if user.is_active else 'no'}")
+    click.echo(f"roles:         {', '.join(user.roles) or '-'}")
+    click.echo(f"created:       {iso(user.created_at)}")
+    click.echo(f"last sign-in:  {iso(user.last_login_at) or '-'}")
+    click.echo(f"live sessions: {len(tokens.list_sessions(str(user.id)))}")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, callback=check_role,
+              help="Grant this role (repeatable).")
+@click.option("--inactive", is_flag=True, help="Create the account deactivated.")
+def create_user(email: str, roles: list[str], inactive: bool) -> None:
+    """Create an account (for invite-only deployments, OTP_ALLOW_SIGNUP=false)."""
+    address = normalised_email(email)
+    store = user_store()
+    if store.exists(address):
+        raise click.ClickException(f"A user with email {address} already exists.")
+    user = store.create(address, active=not inactive, roles=roles)
+    click.echo(f"Created user {user.id} <{user.email}>.")
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+def deactivate_user(email: str) -> None:
+    """Refuse the user's future sign-ins and end every session they have."""
+    user = get_user(email)
+    user.is_active = False
+    user_store().save(user)
+    ended = tokens.end_all_sessions(str(user.id), reason="deactivated")
+    click.echo(f"Deactivated {user.email}; ended {ended} session(s).")
+
+
+@users_cli.command("activate")
+@click.argument("email")
+def activate_user(email: str) -> None:
+    """Let a deactivated user sign in again."""
+    user = get_user(email)
+    user.is_active = True
+    user_store().save(user)
+    click.echo(f"Activated {user.email}.")
+
+
+@users_cli.command("grant-role")
+@click.argument("email")
+@click.argument("role", callback=check_role)
+def grant_role(email: str, role: str) -> None:
+    """Give the user ROLE (it reaches their tokens at the next refresh)."""
+    user = get_user(email)
+    if not user.grant_role(role):
+        click.echo(f"{user.email} already has role {role}.")
+        return
+    user_store().save(user)
+    click.echo(f"Granted {role} to {user.email}; it applies from their next token refresh.")
+
+
+@users_cli.command("revoke-role")
+@click.argument("email")
+@click.argument("role", callback=check_role)
+@click.option("--end-sessions", is_flag=True,
+              help="Also end the user's sessions, so the role is gone at once.")
+def revoke_role(email: str, role: str, end_sessions: bool) -> None:
+    """Take ROLE from the user (gone at the next refresh, or at once with --end-sessions)."""
+    user = get_user(email)
+    if not user.revoke_role(role):
+        click.echo(f"{user.email} does not have role {role}.")
+        return
+    user_store().save(user)
+    click.echo(f"Revoked {role} from {user.email}.")
+    if end_sessions:
+        ended = tokens.end_all_sessions(str(user.id), reason="admin")
+        click.echo(f"Ended {ended} session(s).")
+    else:
+        click.echo("Tokens already issued keep it until their next refresh "
+                   "(use --end-sessions to apply it now).")
+
+
+@users_cli.command("sessions")
+@click.argument("email")
+def user_sessions(email: str) -> None:
+    """List the user's live sessions: id, created, last used, IP, user agent."""
+    user = get_user(email)
+    sessions = tokens.list_sessions(str(user.id))
+    for info in sessions:
+        click.echo(
+            f"{info.id}  created {info.created_at}  last used {info.last_used_at}  "
+            f"{info.ip or '-'}  {info.user_agent or '-'}"
+        )
+    click.echo(f"{len(sessions)} live session(s) for {user.email}")
+
+
+@users_cli.command("logout-all")
+@click.argument("email")
+def logout_all(email: str) -> None:
+    """End every session of the user now; their tokens stop working at the next request."""
+    user = get_user(email)
+    ended = tokens.end_all_sessions(str(user.id), reason="admin")
+    click.echo(f"Ended {ended} session(s) of {user.email}.")
+
+
+@mail_cli.command("send-test")
+@click.argument("email")
+def send_test(email: str) -> None:
+    """Send a test message to EMAIL with the configured SMTP settings; diagnose failures."""
+    address = normalised_email(email)
+    settings = mail_settings()
+    click.echo(
+        f"Sending a test message to {address} through {settings['MAIL_SERVER']}:"
+        f"{settings['MAIL_PORT']} (STARTTLS: {'on' if settings['MAIL_USE_TLS'] else 'off'}, "
+        f"SSL: {'on' if settings['MAIL_USE_SSL'] else 'off'}, "
+        f"login: {settings['MAIL_USERNAME'] or 'none'})..."
+    )
+    try:
+        send_test_email(address)
+    except Exception as error:  # every failure gets a diagnosis, not a traceback
+        raise click.ClickException(diagnose(error, settings)) from None
+    click.echo(f"Sent: the server accepted the message. Check the inbox of {address}.")

@@ -1,0 +1,151 @@
+"""`EmailSignIn`: the one entry point a host app uses.
+
+    signin = EmailSignIn()
+    signin.init_app(app, db=db, user_model=User)
+
+`init_app` wires everything on the app it is given and keeps nothing of it on
+the extension object (one object may serve several apps):
+
+- every setting's default (`settings.DEFAULTS`), and the production guard;
+- the API blueprint at OTP_URL_PREFIX, and the pages next to it when OTP_PAGES;
+- the session check on the app's flask-jwt-extended manager, the host's own or
+  one made here, so revocation holds on every `@jwt_required()` view;
+- the Redis store, the per-IP limits, Flask-Mail (unless the host bound it);
+- the email task on the app's Celery app (one is made when there is none);
+- the CLI groups, and the JSON envelope (on our blueprints, or app-wide).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from flask import Flask
+from flask_jwt_extended import JWTManager
+from flask_mail import Mail
+from flask_sqlalchemy import SQLAlchemy
+
+from . import api, pages
+from .celery_app import celery_init_app
+from .cli import mail_cli, users_cli
+from .error_handlers import register_error_handlers, register_token_error_handlers
+from .jwt_callbacks import install_session_check
+from .production_guard import check_production_settings, is_production
+from .rate_limits import build_rate_limits
+from .redis_client import redis_from_url
+from .settings import apply_defaults
+from .state import EXTENSION_KEY, State
+from .tasks import register_tasks
+from .users import SQLAlchemyUserStore, default_user_model
+
+
+class EmailSignIn:
+    """Passwordless sign-in by emailed code and one-click link, with JWT sessions.
+
+    Options (keyword-only, in `__init__` or `init_app`; `init_app`'s win):
+
+    - `db`: the host's Flask-SQLAlchemy object (default: `app.extensions["sqlalchemy"]`).
+    - `user_model`: the host's user model, with `UserMixin`'s columns (default: a
+      `users` table made on `db` by `default_user_model`).
+    - `celery`: the Celery app that runs the email task (default:
+      `app.extensions["celery"]`, else one made by `celery_init_app`).
+
+    Settings are read from `app.config`; every key and default is in `settings.py`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type | None = None,
+        celery: Celery | None = None,
+    ) -> None:
+        self._db, self._user_model, self._celery = db, user_model, celery
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type | None = None,
+        celery: Celery | None = None,
+    ) -> None:
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "EmailSignIn is already registered on this app. Call init_app once per app "
+                "(or pass the app to EmailSignIn(app), not both)."
+            )
+        config = app.config
+        apply_defaults(config)
+        if is_production(config, debug=app.debug, testing=app.testing):
+            check_production_settings(config)
+
+        users = SQLAlchemyUserStore(*self._database(app, db, user_model))
+        manager = self._jwt_manager(app)
+        install_session_check(manager)
+        if "mail" not in app.extensions:
+            Mail(app)
+        celery_app = celery or self._celery or app.extensions.get("celery")
+        if celery_app is None:
+            celery_app = celery_init_app(app)
+        register_tasks(celery_app, app)
+
+        prefix = config["OTP_URL_PREFIX"].rstrip("/") or None
+        app.register_blueprint(api.bp, url_prefix=prefix)
+        if config["OTP_PAGES"]:
+            app.register_blueprint(pages.bp, url_prefix=prefix)
+        if config["OTP_JSON_ERRORS_APP_WIDE"]:
+            register_error_handlers(app)
+        for group, name in ((users_cli, config["OTP_CLI_USERS_NAME"]),
+                            (mail_cli, config["OTP_CLI_MAIL_NAME"])):
+            if name:
+                app.cli.add_command(group, name=name)
+
+        app.extensions[EXTENSION_KEY] = State(
+            redis=redis_from_url(
+                config["OTP_REDIS_URL"],
+                cluster=bool(config["OTP_REDIS_CLUSTER"]),
+                timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"]),
+            ),
+            users=users,
+            celery=celery_app,
+            jwt=manager,
+            rate_limits=build_rate_limits(config),
+            pages=bool(config["OTP_PAGES"]),
+        )
+
+    def _database(
+        self, app: Flask, db: SQLAlchemy | None, user_model: type | None
+    ) -> tuple[SQLAlchemy, type]:
+        db = db or self._db or app.extensions.get("sqlalchemy")
+        if db is None:
+            raise RuntimeError(
+                "EmailSignIn stores users with Flask-SQLAlchemy: call db.init_app(app) "
+                "before init_app, or pass db=..."
+            )
+        if app.extensions.get("sqlalchemy") is not db:
+            raise RuntimeError("The db passed to EmailSignIn is not bound to this app.")
+        return db, user_model or self._user_model or default_user_model(db)
+
+    @staticmethod
+    def _jwt_manager(app: Flask) -> JWTManager:
+        """The app's own JWTManager; one made here (answering in our envelope) when none."""
+        manager: Any = app.extensions.get("flask-jwt-extended")
+        if manager is None:
+            manager = JWTManager(app)
+            register_token_error_handlers(app)
+        if "cookies" not in manager_token_locations(app) and app.config["OTP_PAGES"]:
+            raise RuntimeError(
+                "The sign-in pages keep their session in cookies, but JWT_TOKEN_LOCATION "
+                f"is {app.config['JWT_TOKEN_LOCATION']!r}. Set JWT_TOKEN_LOCATION = "
+                "['cookies', 'headers'] (or OTP_PAGES = False for an API-only host)."
+            )
+        return manager  # type: ignore[no-any-return]
+
+
+def manager_token_locations(app: Flask) -> list[str]:
+    locations = app.config["JWT_TOKEN_LOCATION"]
+    return [locations] if isinstance(locations, str) else list(locations)

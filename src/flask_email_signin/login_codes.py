@@ -1,0 +1,109 @@
+"""Sign-in by emailed code: issue a code and queue its email; check a guess."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kombu.exceptions import OperationalError as BrokerError
+
+from . import code_store as store
+from .codes import (
+    CODE_PURPOSE,
+    LINK_PURPOSE,
+    email_tag,
+    generate_code,
+    generate_link_secret,
+    seal_email,
+    secret_digest,
+)
+from .errors import (
+    CodeExhausted,
+    CodeExpired,
+    CodeInvalid,
+    HourlyLimitReached,
+    ResendCooldown,
+    ServiceUnavailable,
+    VerificationLocked,
+)
+from .metrics import CODES_REQUESTED, VERIFICATIONS
+from .settings import settings
+from .tasks import queue_login_email
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    expires_in: int
+    resend_in: int
+
+
+def request_login_code(email: str) -> CodeSent:
+    """Issue a new code for `email` (replacing any older one) and queue its email.
+
+    The view does the same work whether or not the email has an account; the
+    worker decides whether to send (see tasks.send_login_code), so neither the
+    answer nor its timing tells who is registered.
+    """
+    ttl, cooldown = settings.code_ttl, settings.resend_cooldown
+    if settings.dev_magic_code:
+        return CodeSent(expires_in=ttl, resend_in=0)
+
+    code, link_secret = generate_code(settings.code_length), generate_link_secret()
+    tag, digest = email_tag(email), secret_digest(CODE_PURPOSE, email, code)
+    outcome = store.issue_code(
+        tag,
+        digest,
+        ttl=ttl,
+        cooldown=cooldown,
+        hourly_limit=settings.hourly_send_limit,
+        link_digest=secret_digest(LINK_PURPOSE, email, link_secret),
+        sealed_email=seal_email(email, tag, link_secret),
+    )
+    if outcome.status == "cooldown":
+        CODES_REQUESTED.labels("cooldown").inc()
+        raise ResendCooldown(headers={"Retry-After": str(outcome.value)})
+    if outcome.status == "hourly_limit":
+        CODES_REQUESTED.labels("hourly_limit").inc()
+        raise HourlyLimitReached(headers={"Retry-After": str(outcome.value)})
+
+    expires_at = outcome.value
+    try:
+        queue_login_email(email, code, expires_at, link_secret)
+    except BrokerError:
+        store.withdraw_code(tag, digest)
+        log.error("login email not queued: broker unavailable")
+        CODES_REQUESTED.labels("unavailable").inc()
+        raise ServiceUnavailable() from None
+    CODES_REQUESTED.labels("issued").inc()
+    return CodeSent(expires_in=ttl, resend_in=cooldown)
+
+
+def verify_login_code(email: str, otp: str) -> None:
+    """Check a guess atomically: return if it is the live code, raise the reason if not."""
+    magic = settings.dev_magic_code
+    if magic and otp == magic:
+        VERIFICATIONS.labels("ok").inc()
+        return
+    outcome = store.consume_code(
+        email_tag(email),
+        secret_digest(CODE_PURPOSE, email, otp),
+        max_attempts=settings.max_attempts,
+        max_failures=settings.max_failures,
+        lockout=settings.lockout_seconds,
+    )
+    raise_for_outcome(outcome)
+
+
+def raise_for_outcome(outcome: store.Outcome) -> None:
+    VERIFICATIONS.labels(outcome.status).inc()
+    if outcome.status == "ok":
+        return
+    if outcome.status == "wrong":
+        raise CodeInvalid(details={"attempts_left": outcome.value})
+    if outcome.status == "exhausted":
+        raise CodeExhausted()
+    if outcome.status == "locked":
+        raise VerificationLocked(headers={"Retry-After": str(outcome.value)})
+    raise CodeExpired()

@@ -1,0 +1,119 @@
+"""Per-client-IP limits on the extension's endpoints, on Redis, through `limits` directly.
+
+The `limits` library (the engine under Flask-Limiter) counts the windows; calling it
+from a view decorator keeps the limits on our routes only, per app, whether or not
+the host binds Flask-Limiter for its own views, and costs one Redis round trip per
+limited request (Flask-Limiter's app-wide hooks add work to every request of the app).
+
+The limit strings (e.g. "20 per 10 minutes") are read from the config on every
+request, so a deployment or a test can change them without a restart. The client
+is `request.remote_addr`: the socket peer, or what the host's ProxyFix trusted; a
+spoofed `X-Forwarded-For` never counts by itself. Storage errors are not swallowed:
+without Redis nothing can be limited, and the request fails closed with a 503.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from flask import request
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+from .errors import RateLimited
+from .settings import settings
+from .state import current_state
+
+STRATEGIES: Mapping[str, type[RateLimiter]] = {
+    "fixed-window": FixedWindowRateLimiter,
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """One app's limiter (None when OTP_RATE_LIMIT_ENABLED is off)."""
+
+    strategy: RateLimiter | None
+
+
+def storage_uri(config: Mapping[str, Any]) -> str:
+    """OTP_RATE_LIMIT_STORAGE_URI, else the state store's URL in the form `limits` reads."""
+    uri = str(config.get("OTP_RATE_LIMIT_STORAGE_URI") or config["OTP_REDIS_URL"])
+    if config.get("OTP_REDIS_CLUSTER") and uri.startswith("redis://"):
+        # A plain URL marked as a cluster node: `limits` needs its cluster scheme.
+        uri = "redis+cluster://" + uri.removeprefix("redis://").split("/", 1)[0]
+    return uri
+
+
+def build_rate_limits(config: Mapping[str, Any]) -> RateLimits:
+    if not config["OTP_RATE_LIMIT_ENABLED"]:
+        return RateLimits(strategy=None)
+    name = str(config["OTP_RATE_LIMIT_STRATEGY"])
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"OTP_RATE_LIMIT_STRATEGY={name!r} is not one of {', '.join(sorted(STRATEGIES))}."
+        )
+    timeout = float(config["OTP_REDIS_SOCKET_TIMEOUT"])
+    storage = storage_from_string(
+        storage_uri(config), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    return RateLimits(strategy=STRATEGIES[name](storage))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(limit: str) -> RateLimitItem:
+    return parse(limit)
+
+
+def client_address() -> str:
+    """The rate-limit key: the client's IP; unknown ones share one bucket rather than escape."""
+    return request.remote_addr or "unknown"
+
+
+def enforce(setting: str) -> None:
+    """Count this request against the limit named by `setting`; raise RateLimited past it."""
+    strategy = current_state().rate_limits.strategy
+    if strategy is None:
+        return
+    item = _parsed(settings.rate_limit(setting))
+    scope = request.endpoint or setting
+    if strategy.hit(item, scope, client_address()):
+        return
+    reset_at = strategy.get_window_stats(item, scope, client_address()).reset_time
+    raise RateLimited(
+        headers={"Retry-After": str(max(1, math.ceil(reset_at - time.time())))},
+        details={"limit": str(item)},
+    )
+
+
+def rate_limited(setting: str, *, on_refusal: Callable[[], None] | None = None) -> Callable[[F], F]:
+    """Limit a view per client IP by the config value `setting`, before the view runs."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                enforce(setting)
+            except RateLimited:
+                if on_refusal is not None:
+                    on_refusal()
+                raise
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator

@@ -1,0 +1,186 @@
+"""The state store's Redis client, built from `OTP_REDIS_URL`: one server, a Cluster or Sentinel.
+
+URL forms (the same ones the `limits` library understands):
+
+- `redis://[user:pass@]host:port/db` (`rediss://` for TLS, `unix://` for a socket): one
+  server, or with `OTP_REDIS_CLUSTER` on any node of a Redis Cluster.
+- `redis+cluster://[user:pass@]host:port[,host:port...]`: a Redis Cluster, found through
+  these startup nodes (`rediss+cluster://` for TLS). A cluster has only database 0.
+- `redis+sentinel://[user:pass@]host:port[,host:port...]/service_name[/db]`: the master
+  that these Sentinels currently name for `service_name` (`rediss+sentinel://` for TLS to
+  the data nodes). Credentials are those of the Redis servers, not of the Sentinels.
+
+Every client gets the same short socket and connect timeouts, so a dead node turns into a
+quick 503 instead of a hung request. Every key the product uses carries a hash tag, so each
+script and transaction touches one slot and runs unchanged on a cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
+from redis.sentinel import Sentinel, SentinelManagedSSLConnection
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
+
+
+# Shared by the stores' scripts: extend a key's TTL to at least `secs`, never shorten it.
+KEEP_TTL_LUA = """
+local function keep(key, secs)
+  if redis.call('TTL', key) < secs then redis.call('EXPIRE', key, secs) end
+end
+"""
+
+
+def lua_script(text: str) -> Script:
+    """A script run by EVALSHA on whichever client is passed (loaded on first miss)."""
+    # No bound client: every call passes the current app's client.
+    return Script(None, text.encode())  # type: ignore[arg-type]
+
+
+class RedisURLError(ValueError):
+    """OTP_REDIS_URL (or a URL derived from it) cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class RedisTopology:
+    """What a multi-host URL names: its kind, hosts, credentials, service and database."""
+
+    kind: str  # "cluster" or "sentinel"
+    hosts: list[tuple[str, int]]
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    service_name: str | None = None
+    db: int = 0
+
+
+def is_multi_host_url(url: str) -> bool:
+    """True for the cluster and Sentinel forms, which only redis-py's own clients speak."""
+    scheme = url.split("://", 1)[0].lower()
+    return scheme in CLUSTER_SCHEMES or scheme in SENTINEL_SCHEMES
+
+
+def _split_host(text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise RedisURLError(f"OTP_REDIS_URL host {text!r} is empty.")
+    try:
+        return host, int(port) if port else default_port
+    except ValueError:
+        raise RedisURLError(f"OTP_REDIS_URL port in {text!r} is not a number.") from None
+
+
+def parse_topology(url: str) -> RedisTopology:
+    """Parse a `redis+cluster://` or `redis+sentinel://` URL (see the module docstring)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in CLUSTER_SCHEMES and scheme not in SENTINEL_SCHEMES:
+        raise RedisURLError(
+            f"OTP_REDIS_URL scheme {scheme!r} is not a cluster or Sentinel scheme."
+        )
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, _, secret = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    is_cluster = scheme in CLUSTER_SCHEMES
+    default_port = DEFAULT_PORT if is_cluster else DEFAULT_SENTINEL_PORT
+    hosts = [_split_host(h, default_port) for h in hostlist.split(",") if h]
+    if not hosts:
+        raise RedisURLError("OTP_REDIS_URL names no host.")
+    path = [p for p in parts.path.split("/") if p]
+    if is_cluster:
+        if path and path != ["0"]:
+            raise RedisURLError(
+                "A Redis Cluster has only database 0: drop the /db from OTP_REDIS_URL."
+            )
+        return RedisTopology("cluster", hosts, CLUSTER_SCHEMES[scheme], username, password)
+    if not path or len(path) > 2:
+        raise RedisURLError(
+            "A Sentinel OTP_REDIS_URL needs the service name: "
+            "redis+sentinel://host:26379[,host:26379]/service_name[/db]."
+        )
+    try:
+        db = int(path[1]) if len(path) == 2 else 0
+    except ValueError:
+        raise RedisURLError(f"OTP_REDIS_URL database {path[1]!r} is not a number.") from None
+    return RedisTopology(
+        "sentinel", hosts, SENTINEL_SCHEMES[scheme], username, password, unquote(path[0]), db
+    )
+
+
+class LazyRedisCluster:
+    """A RedisCluster built on first use, then used for every call.
+
+    redis-py's cluster client connects to its startup nodes in its constructor. Built
+    lazily, the app starts while the cluster is unreachable and answers 503 until it is
+    back, as it does with one server; a failed discovery is a redis ConnectionError.
+    """
+
+    def __init__(self, **cluster_kwargs: Any) -> None:
+        self._kwargs = cluster_kwargs
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RedisCluster:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = RedisCluster(**self._kwargs)
+                    except RedisClusterException as error:
+                        raise redis.ConnectionError(str(error)) from error
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def redis_from_url(url: str, *, cluster: bool = False, timeout: float = 1.0) -> Any:
+    """A redis-py client for `url`: Redis, RedisCluster, or a Sentinel-managed master.
+
+    `cluster=True` (OTP_REDIS_CLUSTER) treats a plain `redis://` URL as one node of a cluster.
+    """
+    bounded: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+    }
+    if not is_multi_host_url(url):
+        if cluster:
+            return LazyRedisCluster(url=url, **bounded)
+        return redis.Redis.from_url(url, **bounded)
+
+    topology = parse_topology(url)
+    credentials: dict[str, Any] = {"username": topology.username, "password": topology.password}
+    if topology.kind == "cluster":
+        return LazyRedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
+            ssl=topology.tls,
+            **credentials,
+            **bounded,
+        )
+    sentinel = Sentinel(
+        topology.hosts,
+        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+        **bounded,
+    )
+    assert topology.service_name is not None
+    if topology.tls:
+        credentials["connection_class"] = SentinelManagedSSLConnection
+    return sentinel.master_for(topology.service_name, db=topology.db, **credentials)

@@ -1,0 +1,96 @@
+"""Request and response bodies of the auth API (marshmallow).
+
+Unknown fields are refused (marshmallow's RAISE), so a typo in a client is
+reported instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import Schema, ValidationError, fields
+
+from .settings import settings
+
+MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class NormalisedEmail(fields.String):
+    """An email address, validated and normalised without DNS lookups.
+
+    Normalisation (lower-cased domain, IDNA, Unicode NFC) makes one mailbox
+    one account, and refuses anything that could inject mail headers.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > MAX_EMAIL_LENGTH:
+            raise ValidationError(f"Must be at most {MAX_EMAIL_LENGTH} characters.")
+        try:
+            # allow_smtputf8=False: Flask-Mail cannot deliver to non-ASCII local parts
+            # (IDN domains are fine: they are sent in their ASCII form).
+            result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as error:
+            raise ValidationError(f"Not a valid email address: {error}") from None
+        return result.normalized.lower()
+
+
+def validate_code_format(value: str) -> None:
+    length = settings.code_length
+    if len(value) != length or not _DIGITS.fullmatch(value):
+        raise ValidationError(f"Must be exactly {length} digits.")
+
+
+class RequestCodeSchema(Schema):
+    email = NormalisedEmail(required=True)
+
+
+class VerifyCodeSchema(Schema):
+    email = NormalisedEmail(required=True)
+    otp = fields.String(required=True, validate=validate_code_format)
+
+
+class CodeSentSchema(Schema):
+    message = fields.String()
+    expires_in = fields.Integer()
+    resend_in = fields.Integer()
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+
+
+class SignedInSchema(Schema):
+    message = fields.String()
+    access_token = fields.String()
+    token_type = fields.String()
+    user = fields.Nested(UserSchema)
+
+
+class ProfileSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    created_at = fields.String(allow_none=True)
+    last_login_at = fields.String(allow_none=True)
+    roles = fields.List(fields.String())
+
+
+class SessionSchema(Schema):
+    id = fields.String()
+    created_at = fields.String()
+    last_used_at = fields.String()
+    ip = fields.String()
+    user_agent = fields.String()
+    current = fields.Boolean()
+
+
+class SessionListSchema(Schema):
+    sessions = fields.List(fields.Nested(SessionSchema))
+
+
+class LogoutAllSchema(Schema):
+    keep_current = fields.Boolean(load_default=False)

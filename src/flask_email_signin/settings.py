@@ -1,0 +1,181 @@
+"""Every setting of the extension: its default, in one place, and a typed accessor.
+
+`EmailSignIn.init_app` `setdefault`s each key of `DEFAULTS` on the app's config,
+so a host sets only what it wants to change. Code reads settings through
+`settings.<name>` (read from the current app's config at each access, like
+flask-jwt-extended's `config`), so a value changed on a running app (a test, say)
+takes effect at once. README.md ("Configuration") documents each key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+
+DEFAULTS: Mapping[str, Any] = {
+    # Where the extension is mounted: its API, and its pages when OTP_PAGES is on.
+    "OTP_URL_PREFIX": "/auth",
+    # The sign-in page (<prefix>/login) and the link pages; off for API-only hosts.
+    "OTP_PAGES": True,
+    # The JSON error envelope answers for the extension's blueprints only; on: app-wide.
+    "OTP_JSON_ERRORS_APP_WIDE": False,
+    # Unsafe settings refuse to start (see production_guard); None: on unless debug/testing.
+    "OTP_PRODUCTION": None,
+    # Development secrets of the host's own config, refused in production.
+    "OTP_KNOWN_DEV_SECRETS": (),
+    # The Redis that holds codes, cooldowns and sessions (one server, Cluster or Sentinel).
+    "OTP_REDIS_URL": "redis://127.0.0.1:6379/0",
+    "OTP_REDIS_CLUSTER": False,
+    "OTP_REDIS_SOCKET_TIMEOUT": 1.0,
+    # The broker of the email task, when the extension makes the app's Celery app.
+    "OTP_CELERY_BROKER_URL": None,  # None: OTP_REDIS_URL
+    # Redis broker: seconds before a task whose worker died unacknowledged is handed out again.
+    "OTP_CELERY_VISIBILITY_TIMEOUT": 300,
+    # Per client IP on the extension's endpoints, in the `limits` syntax ("20 per 10 minutes").
+    "OTP_RATE_LIMIT_ENABLED": True,
+    "OTP_RATE_LIMIT_STORAGE_URI": None,  # None: OTP_REDIS_URL
+    "OTP_RATE_LIMIT_STRATEGY": "fixed-window",
+    "OTP_RATE_LIMIT_REQUEST": "20 per 10 minutes",
+    "OTP_RATE_LIMIT_VERIFY": "40 per 10 minutes",
+    "OTP_RATE_LIMIT_REFRESH": "60 per 10 minutes",
+    # Codes and links.
+    "OTP_LENGTH": 6,
+    "OTP_TTL_SECONDS": 600,
+    "OTP_MAX_ATTEMPTS": 5,
+    "OTP_RESEND_COOLDOWN_SECONDS": 60,
+    "OTP_MAX_FAILURES": 10,
+    "OTP_LOCKOUT_SECONDS": 900,
+    "OTP_HOURLY_SEND_LIMIT": 10,
+    "OTP_ALLOW_SIGNUP": True,
+    "OTP_DEV_MAGIC_CODE": None,
+    # Links are built from this URL, never from a request's Host header.
+    "OTP_LINK_BASE_URL": "http://127.0.0.1:5000",
+    # What the pages and emails show.
+    "OTP_APP_NAME": "Sign-in",
+    "OTP_ACCENT_COLOR": "#4f46e5",
+    "OTP_SUPPORT_EMAIL": None,
+    # Seconds an SMTP connect, command or reply may take before the send fails (and retries).
+    "OTP_MAIL_TIMEOUT_SECONDS": 30,
+    # Names of the CLI groups (`flask users ...`, `flask mail ...`); None: not registered.
+    "OTP_CLI_USERS_NAME": "users",
+    "OTP_CLI_MAIL_NAME": "mail",
+}
+
+# flask-jwt-extended settings the extension needs. Set only when the app has none
+# (a host's own JWTManager may already have set its library defaults).
+JWT_DEFAULTS: Mapping[str, Any] = {
+    "JWT_TOKEN_LOCATION": ["cookies", "headers"],
+    "JWT_COOKIE_CSRF_PROTECT": True,
+    "JWT_CSRF_CHECK_FORM": False,
+    # Persistent cookies that expire with their tokens, not browser-session cookies.
+    "JWT_SESSION_COOKIE": False,
+    "JWT_COOKIE_SAMESITE": "Lax",
+    "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=15),
+    "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=14),
+    # The CSRF cookies stay readable from every page so scripts can echo them.
+    "JWT_ACCESS_CSRF_COOKIE_PATH": "/",
+    "JWT_REFRESH_CSRF_COOKIE_PATH": "/",
+}
+
+
+class Settings:
+    """Typed, read-only views of the current app's settings."""
+
+    @property
+    def _config(self) -> Mapping[str, Any]:
+        return current_app.config
+
+    @property
+    def url_prefix(self) -> str:
+        return str(self._config["OTP_URL_PREFIX"]).rstrip("/")
+
+    @property
+    def redis_socket_timeout(self) -> float:
+        return float(self._config["OTP_REDIS_SOCKET_TIMEOUT"])
+
+    @property
+    def code_length(self) -> int:
+        return int(self._config["OTP_LENGTH"])
+
+    @property
+    def code_ttl(self) -> int:
+        return int(self._config["OTP_TTL_SECONDS"])
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self._config["OTP_MAX_ATTEMPTS"])
+
+    @property
+    def resend_cooldown(self) -> int:
+        return int(self._config["OTP_RESEND_COOLDOWN_SECONDS"])
+
+    @property
+    def max_failures(self) -> int:
+        return int(self._config["OTP_MAX_FAILURES"])
+
+    @property
+    def lockout_seconds(self) -> int:
+        return int(self._config["OTP_LOCKOUT_SECONDS"])
+
+    @property
+    def hourly_send_limit(self) -> int:
+        return int(self._config["OTP_HOURLY_SEND_LIMIT"])
+
+    @property
+    def allow_signup(self) -> bool:
+        return bool(self._config["OTP_ALLOW_SIGNUP"])
+
+    @property
+    def dev_magic_code(self) -> str | None:
+        return self._config.get("OTP_DEV_MAGIC_CODE") or None
+
+    @property
+    def link_base_url(self) -> str:
+        return str(self._config["OTP_LINK_BASE_URL"]).rstrip("/")
+
+    @property
+    def app_name(self) -> str:
+        return str(self._config["OTP_APP_NAME"])
+
+    @property
+    def accent_color(self) -> str:
+        return str(self._config.get("OTP_ACCENT_COLOR") or "")
+
+    @property
+    def support_email(self) -> str | None:
+        return self._config.get("OTP_SUPPORT_EMAIL") or None
+
+    @property
+    def mail_timeout(self) -> float:
+        return float(self._config["OTP_MAIL_TIMEOUT_SECONDS"])
+
+    @property
+    def session_ttl(self) -> int:
+        """A session lives as long as its first refresh token."""
+        return int(self._config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds())
+
+    def rate_limit(self, key: str) -> str:
+        return str(self._config[key])
+
+    @property
+    def secret_key(self) -> bytes:
+        secret = self._config.get("SECRET_KEY")
+        if not secret:
+            raise RuntimeError("SECRET_KEY is not set: codes are hashed with a key derived from it.")
+        return str(secret).encode()
+
+
+settings = Settings()
+
+
+def apply_defaults(config: dict[str, Any]) -> None:
+    """`setdefault` every key the extension reads (the app's own values win)."""
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    for key, value in JWT_DEFAULTS.items():
+        config.setdefault(key, value)
+    # The refresh cookie goes only to the extension's endpoints.
+    config.setdefault("JWT_REFRESH_COOKIE_PATH", str(config["OTP_URL_PREFIX"]).rstrip("/") or "/")

@@ -1,0 +1,33 @@
+"""The last step of every sign-in, by code or by link: the user, a session, its cookies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, request
+from flask_jwt_extended import set_access_cookies, set_refresh_cookies
+
+from .sessions import start_session
+from .settings import settings
+from .state import user_store
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: Any
+    access_token: str
+    refresh_token: str
+
+    def set_cookies(self, response: Response) -> None:
+        set_access_cookies(response, self.access_token)
+        set_refresh_cookies(response, self.refresh_token)
+
+
+def complete_sign_in(email: str) -> SignedIn:
+    """Find or create the user of a proven email and start a session for this client."""
+    user = user_store().sign_in(email, allow_signup=settings.allow_signup)
+    access, refresh = start_session(
+        user, ip=request.remote_addr, user_agent=request.user_agent.string
+    )
+    return SignedIn(user, access, refresh)

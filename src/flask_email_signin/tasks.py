@@ -1,0 +1,115 @@
+"""The Celery task that emails a sign-in code, and the one function that queues it.
+
+The task is registered on the app's own Celery app by `init_app` (Flask's
+`celery_init_app` pattern), so a host worker started from its own factory runs it
+with no further line. It takes primitives only, ignores its result, and is
+idempotent under redelivery (late acks): a code replaced, used, expired or
+already mailed is not mailed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import time
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, has_app_context
+
+from . import code_store as store
+from .codes import CODE_PURPOSE, email_tag, secret_digest
+from .login_email import send_login_code_email
+from .logs import current_request_id, request_id_var
+from .metrics import EMAILS
+from .settings import settings
+from .state import current_state, user_store
+
+log = logging.getLogger(__name__)
+SEND_LOGIN_CODE = "flask_email_signin.send_login_code"
+MAX_RETRY_DELAY_SECONDS = 60
+REDACTED_KWARGS = "{'email': '…', 'code': '…', 'expires_at': '…', 'link_secret': '…'}"
+
+
+def queue_login_email(email: str, code: str, expires_at: int, link_secret: str) -> None:
+    """Publish the email task through this app's Celery app; raises kombu's OperationalError."""
+    request_id = current_request_id()
+    current_state().celery.send_task(
+        SEND_LOGIN_CODE,
+        kwargs={
+            "email": email, "code": code, "expires_at": expires_at, "link_secret": link_secret
+        },
+        # The broker drops the task once the code is dead; monitoring never shows the secrets.
+        expires=max(expires_at - time.time(), 1),
+        kwargsrepr=REDACTED_KWARGS,
+        retry=False,
+        # Followed from the view to the email in the logs (see logs.py).
+        headers={"request_id": request_id} if request_id else None,
+    )
+
+
+def is_transient(error: Exception) -> bool:
+    """Connection trouble and 4xx replies are worth retrying; 5xx replies are not."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 400 <= error.smtp_code < 500
+    return isinstance(error, (smtplib.SMTPException, OSError))
+
+
+def send_login_code(
+    task: Task, email: str, code: str, expires_at: int, link_secret: str | None = None
+) -> None:
+    """Email a sign-in code and link, unless expired, replaced, used or sent already."""
+    tag = email_tag(email)
+    task_id = task.request.id or ""
+    if time.time() >= expires_at:
+        log.info("login email dropped: code expired before delivery")
+        return
+    state = store.login_mail_state(tag, secret_digest(CODE_PURPOSE, email, code), task_id)
+    if state == "stale":
+        log.info("login email dropped: code replaced, used or expired")
+        return
+    if state == "sent":
+        log.info("login email already sent; redelivered task ignored")
+        return
+    if not user_store().may_sign_in(email, allow_signup=settings.allow_signup):
+        log.info("login email not sent: no active account and sign-up is closed")
+        return
+    try:
+        send_login_code_email(email, code, expires_at, link_secret)
+    except Exception as error:
+        if not is_transient(error):
+            log.error("login email refused by the mail server: %s", type(error).__name__)
+            EMAILS.labels("failed").inc()
+            raise
+        delay = min(2 ** (task.request.retries + 1), MAX_RETRY_DELAY_SECONDS)
+        if time.time() + delay >= expires_at:
+            log.warning("login email dropped: mail server down until the code expired")
+            EMAILS.labels("failed").inc()
+            return
+        log.warning("mail server unavailable (%s); retry in %ss", type(error).__name__, delay)
+        EMAILS.labels("retried").inc()
+        # A retry is a new message and Celery does not carry kwargsrepr over to it:
+        # redact its logged arguments again, or the worker would log the code.
+        raise task.retry(countdown=delay, exc=error, kwargsrepr=REDACTED_KWARGS) from None
+    store.mark_mail_sent(tag, task_id, int(expires_at - time.time()) + 60)
+    log.info("login email sent")
+    EMAILS.labels("sent").inc()
+
+
+def register_tasks(celery: Celery, app: Flask) -> None:
+    """Register the email task on `celery`, running inside `app` (unless the task already is)."""
+
+    @celery.task(
+        name=SEND_LOGIN_CODE, bind=True, ignore_result=True, acks_late=True, max_retries=None
+    )
+    def send_login_code_task(self: Task, **kwargs: Any) -> None:
+        """Email a sign-in code (see send_login_code), its log lines tagged with the request id."""
+        token = request_id_var.set(self.request.get("request_id") or self.request.id)
+        try:
+            if has_app_context():  # the host's FlaskTask already entered its app
+                send_login_code(self, **kwargs)
+            else:
+                with app.app_context():
+                    send_login_code(self, **kwargs)
+        finally:
+            request_id_var.reset(token)

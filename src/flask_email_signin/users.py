@@ -1,0 +1,178 @@
+"""Users belong to the host: its Flask-SQLAlchemy `db`, its `User` model, behind one store.
+
+A host model gets the columns the extension needs from `UserMixin`; a host
+without a model gets `default_user_model(db)`, a `users` table built from the
+same mixin. Everything the extension does with users goes through
+`SQLAlchemyUserStore` (find, get, create, sign-in stamp, activation, roles), the
+way Flask-Security's datastores stand between it and the host's models. Users
+hold no password: signing in proves control of the email.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .errors import AccountInactive, SignupClosed
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands back naive datetimes, which are UTC here."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+class UserMixin:
+    """The columns the extension reads and writes; mix into the host's own model.
+
+    `email` holds the normalised address (see schemas.NormalisedEmail) and is
+    unique, so one mailbox is one account. `roles` is a JSON list of role
+    names, copied into access tokens so views check roles without a query.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    roles: Mapped[list[str]] = mapped_column(sa.JSON, default=list, server_default=sa.text("'[]'"))
+
+    def grant_role(self, role: str) -> bool:
+        """Add `role`; False if the user already had it."""
+        if role in self.roles:
+            return False
+        self.roles = sorted({*self.roles, role})  # a new list, so the change is tracked
+        return True
+
+    def revoke_role(self, role: str) -> bool:
+        """Remove `role`; False if the user did not have it."""
+        if role not in self.roles:
+            return False
+        self.roles = [r for r in self.roles if r != role]
+        return True
+
+    def to_public_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "created_at": iso(self.created_at),
+            "last_login_at": iso(self.last_login_at),
+            "roles": list(self.roles or []),
+        }
+
+
+class User(Protocol):
+    """What the extension needs of a user object (UserMixin provides it)."""
+
+    id: int
+    email: str
+    created_at: datetime
+    last_login_at: datetime | None
+    is_active: bool
+    roles: list[str]
+
+    def grant_role(self, role: str) -> bool: ...
+    def revoke_role(self, role: str) -> bool: ...
+    def to_public_dict(self) -> dict[str, object]: ...
+
+
+_default_models: weakref.WeakKeyDictionary[SQLAlchemy, type] = weakref.WeakKeyDictionary()
+
+
+def default_user_model(db: SQLAlchemy) -> type:
+    """The built-in `users` model on `db`, made once per `db`."""
+    model = _default_models.get(db)
+    if model is None:
+        model = type(
+            "User", (UserMixin, db.Model), {"__tablename__": "users", "__module__": __name__}
+        )
+        _default_models[db] = model
+    return model
+
+
+class SQLAlchemyUserStore:
+    """Find, create and update users of `model` through `db.session`."""
+
+    def __init__(self, db: SQLAlchemy, model: type) -> None:
+        missing = [name for name in ("email", "is_active", "roles", "last_login_at")
+                   if not hasattr(model, name)]
+        if missing:
+            raise TypeError(
+                f"{model.__name__} lacks {', '.join(missing)}: mix "
+                "flask_email_signin.UserMixin into it."
+            )
+        self.db, self.model = db, model
+
+    def find(self, email: str) -> Any | None:
+        return self.db.session.scalar(sa.select(self.model).where(self.model.email == email))
+
+    def get(self, user_id: int) -> Any | None:
+        return self.db.session.get(self.model, user_id)
+
+    def exists(self, email: str) -> bool:
+        query = sa.select(self.model.id).where(self.model.email == email)
+        return self.db.session.scalar(query) is not None
+
+    def all(self, *, active: bool | None = None) -> list[Any]:
+        query = sa.select(self.model).order_by(self.model.id)
+        if active is not None:
+            query = query.where(self.model.is_active.is_(active))
+        return list(self.db.session.scalars(query))
+
+    def create(self, email: str, *, active: bool = True, roles: Iterable[str] = ()) -> Any:
+        user = self.model(email=email, is_active=active, roles=sorted(set(roles)))
+        self.db.session.add(user)
+        self.db.session.commit()
+        return user
+
+    def save(self, _user: Any) -> None:
+        """Commit changes made to a user (activation, roles)."""
+        self.db.session.commit()
+
+    def may_sign_in(self, email: str, *, allow_signup: bool) -> bool:
+        """Whether a code sent to `email` could sign someone in."""
+        if allow_signup:
+            return True
+        user = self.find(email)
+        return user is not None and bool(user.is_active)
+
+    def sign_in(self, email: str, *, allow_signup: bool) -> Any:
+        """The first sign-in creates the account; later ones stamp the time.
+
+        One statement either way (INSERT, or UPDATE after the lookup): a new row
+        is written with its sign-in time already set.
+        """
+        session, now = self.db.session, utcnow()
+        user = self.find(email)
+        if user is None:
+            if not allow_signup:
+                raise SignupClosed()
+            user = self.model(email=email, created_at=now, last_login_at=now)
+            session.add(user)
+            try:
+                session.commit()
+                return user
+            except IntegrityError:  # created concurrently by another sign-in
+                session.rollback()
+                user = self.find(email)
+                assert user is not None
+        if not user.is_active:
+            session.rollback()
+            raise AccountInactive()
+        user.last_login_at = now
+        session.commit()
+        return user

@@ -31,7 +31,7 @@ from app.devtools.inbox import Inbox
 from app.devtools.redis_cluster import stop_process
 from app.devtools.redis_server import free_port, start_server
 from app.extensions import db
-from conftest import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, AuthActions
+from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, AuthActions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,8 +238,8 @@ def app_with_worker(
     if queue:
         app.extensions["celery"].conf.task_default_queue = queue
     env = node_environment(
-        redis_url=config.REDIS_URL,  # type: ignore[attr-defined]
-        broker_url=config.CELERY_BROKER_URL,  # type: ignore[attr-defined]
+        redis_url=config.OTP_REDIS_URL,  # type: ignore[attr-defined]
+        broker_url=config.OTP_CELERY_BROKER_URL,  # type: ignore[attr-defined]
         database_url=config.SQLALCHEMY_DATABASE_URI,  # type: ignore[attr-defined]
         mail_port=config.MAIL_PORT,  # type: ignore[attr-defined]
         **worker_env,

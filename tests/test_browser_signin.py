@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from werkzeug.serving import make_server
 
 from app.devtools.redis_server import free_port
-from conftest import AuthActions, other_code
+from support import AuthActions, other_code
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

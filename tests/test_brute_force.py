@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import AuthActions, error_code, new_email, other_code
+from support import AuthActions, error_code, new_email, other_code
 
 
 def fresh_code(auth: AuthActions, email: str, count: int) -> str:

@@ -15,7 +15,7 @@ from app.devtools.inbox import Inbox, plain_text
 from app.devtools.redis_server import free_port
 from app.extensions import db
 from app.models import User
-from conftest import AuthActions, error_code, make_config, new_email
+from support import AuthActions, error_code, make_config, new_email
 
 
 @pytest.fixture

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 from app import create_app
-from app.production_guard import UnsafeSettingError
 from config import DEV_JWT_SECRET_KEY, DEV_SECRET_KEY, ProductionConfig, config_for_env
-from conftest import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, AuthActions
+from flask_email_signin import UnsafeSettingError
+from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, AuthActions
 
 
 def production_config(suite_config: type, **overrides: Any) -> type:
     """The suite's servers with ProductionConfig's defaults and strong secrets."""
     wiring = {
         key: getattr(suite_config, key)
-        for key in ("REDIS_URL", "CELERY_BROKER_URL", "SQLALCHEMY_DATABASE_URI",
+        for key in ("OTP_REDIS_URL", "OTP_CELERY_BROKER_URL", "SQLALCHEMY_DATABASE_URI",
                     "MAIL_SERVER", "MAIL_PORT", "MAIL_SUPPRESS_SEND", "SQLALCHEMY_ENGINE_OPTIONS")
     }
     settings = {

@@ -19,7 +19,7 @@ from live_stack import ROOT, node_environment, spawn, stop, wait_until
 from local_services import compose_command, compose_problem
 
 from app.devtools.redis_server import free_port
-from conftest import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY
+from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY
 
 COMPOSE_SERVICES = {"app", "worker", "redis", "postgres", "mailpit"}
 

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 import redis
 
-from app.auth.codes import email_tag
-from app.auth.store import code_key
 from app.extensions import db
 from app.models import User
-from conftest import AuthActions, new_email
+from flask_email_signin.code_store import code_key
+from flask_email_signin.codes import email_tag
+from support import AuthActions, new_email
 
 
 def add_user(email: str, *, active: bool) -> None:
@@ -50,7 +50,7 @@ def test_unknown_and_inactive_emails_get_the_same_answer_and_no_email(
 
     # The request path did the same work for all three: each has a live code record
     # (the worker, not the view, decided not to send).
-    client = redis.Redis.from_url(auth.app.config["REDIS_URL"])
+    client = redis.Redis.from_url(auth.app.config["OTP_REDIS_URL"])
     for email in (unknown, inactive, known):
         assert client.hexists(code_key(email_tag(email)), "c"), email
 

@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from conftest import error_code
+from support import error_code
 
 
 def test_unknown_route_is_json_404(client: FlaskClient) -> None:

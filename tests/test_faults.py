@@ -28,11 +28,11 @@ from flask.testing import FlaskClient
 from live_stack import wait_until
 
 from app import create_app
-from app.auth.codes import email_tag
-from app.auth.store import code_key
 from app.devtools.inbox import Inbox, plain_text, start_inbox
 from app.devtools.redis_server import free_port, start_server
-from conftest import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, error_code, make_config, new_email
+from flask_email_signin.code_store import code_key
+from flask_email_signin.codes import email_tag
+from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, error_code, make_config, new_email
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each test's worker gets a broker database of its own on the suite's Redis, so the
@@ -168,7 +168,7 @@ def test_broker_down_at_request_time_is_503_and_spends_no_cooldown(
     port = free_port()
     broker = start_server(port, tmp_path / "broker-0")
     app = create_app(
-        make_config(redis_url, database_url, 1, CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
+        make_config(redis_url, database_url, 1, OTP_CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
     )
     client = app.test_client()
     try:
@@ -182,7 +182,7 @@ def test_broker_down_at_request_time_is_503_and_spends_no_cooldown(
         )
         assert_unavailable(response)
         # The code was withdrawn and the cooldown not spent...
-        state = redis.Redis.from_url(app.config["REDIS_URL"])
+        state = redis.Redis.from_url(app.config["OTP_REDIS_URL"])
         record = state.hgetall(code_key(_tag(app, email)))
         assert b"c" not in record and b"s" not in record, record
 
@@ -284,7 +284,7 @@ def test_smtp_down_then_back_delivers_with_retries_and_drops_expired_codes(
     )
     worker_processes.append(worker)
     worker.wait_for_log(" ready.")  # a 2 s code must not expire in the queue meanwhile
-    settings = {"CELERY_BROKER_URL": broker_url}
+    settings = {"OTP_CELERY_BROKER_URL": broker_url}
     short_lived = create_app(
         make_config(redis_url, database_url, port, OTP_TTL_SECONDS=2, **settings)
     )
@@ -351,7 +351,7 @@ def test_worker_killed_mid_send_is_redelivered_and_sends_once(
         "CELERY_VISIBILITY_TIMEOUT": "1",
     }
     client: FlaskClient = create_app(
-        make_config(redis_url, database_url, port, CELERY_BROKER_URL=broker_url)
+        make_config(redis_url, database_url, port, OTP_CELERY_BROKER_URL=broker_url)
     ).test_client()
     try:
         first = WorkerProcess(tmp_path / "worker-1.log", **env)

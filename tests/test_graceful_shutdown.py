@@ -35,7 +35,7 @@ from live_stack import (
 
 from app.devtools.inbox import Inbox, plain_text, start_inbox
 from app.devtools.redis_server import free_port
-from conftest import new_email
+from support import new_email
 
 
 class SlowInbox(Inbox):

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.devtools.inbox import Inbox
 from app.devtools.redis_server import free_port
-from conftest import error_code, make_config
+from support import error_code, make_config
 
 
 def test_healthz_answers_without_touching_any_service(client: FlaskClient) -> None:
@@ -52,13 +52,13 @@ def dead_redis() -> str:
 @pytest.mark.parametrize(
     ("overrides", "failed"),
     [
-        (lambda: {"REDIS_URL": dead_redis()}, ["redis"]),
-        (lambda: {"CELERY_BROKER_URL": dead_redis()}, ["broker"]),
-        (lambda: {"CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}//"},
+        (lambda: {"OTP_REDIS_URL": dead_redis()}, ["redis"]),
+        (lambda: {"OTP_CELERY_BROKER_URL": dead_redis()}, ["broker"]),
+        (lambda: {"OTP_CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}//"},
          ["broker"]),
         (lambda: {"SQLALCHEMY_DATABASE_URI":
                   f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"}, ["database"]),
-        (lambda: {"REDIS_URL": dead_redis(), "CELERY_BROKER_URL": dead_redis()},
+        (lambda: {"OTP_REDIS_URL": dead_redis(), "OTP_CELERY_BROKER_URL": dead_redis()},
          ["broker", "redis"]),
     ],
     ids=["redis", "redis-broker", "amqp-broker", "database", "redis-and-broker"],

@@ -11,11 +11,11 @@ from flask import render_template
 from test_config import production_config
 
 from app import create_app
-from app.auth.codes import email_tag
-from app.auth.store import code_key
-from app.extensions import redis_store
-from app.production_guard import UnsafeSettingError
-from conftest import AuthActions, error_code, other_code
+from flask_email_signin import UnsafeSettingError
+from flask_email_signin.code_store import code_key
+from flask_email_signin.codes import email_tag
+from flask_email_signin.state import redis_client
+from support import AuthActions, error_code, other_code
 
 
 def split_link(url: str) -> tuple[str, str]:
@@ -61,7 +61,7 @@ def test_the_link_secret_is_stored_only_as_a_keyed_hash(
 ) -> None:
     _path, secret = link
     with auth.app.app_context():
-        stored = redis_store.client.hgetall(code_key(email_tag(email)))
+        stored = redis_client().hgetall(code_key(email_tag(email)))
     assert stored[b"l"] and len(stored[b"l"]) == 16
     for value in stored.values():
         assert secret.encode() not in value and email.encode() not in value

@@ -10,8 +10,13 @@ from typing import Any
 
 import pytest
 
-from app.logs import REQUEST_ID_HEADER, configure_logging, json_log_handler, request_id_var
-from conftest import AuthActions
+from flask_email_signin.logs import (
+    REQUEST_ID_HEADER,
+    configure_logging,
+    json_log_handler,
+    request_id_var,
+)
+from support import AuthActions
 
 
 class NotTheTestMailServer(logging.Filter):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import AuthActions, error_code, new_email
+from support import AuthActions, error_code, new_email
 
 MAGIC = "000000"
 

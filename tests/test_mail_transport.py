@@ -11,8 +11,8 @@ from flask import Flask
 
 from app import create_app
 from app.devtools.redis_server import free_port
-from app.email import close_kept_connection, send_email
-from conftest import make_config
+from flask_email_signin.mail_transport import close_kept_connection, send_email
+from support import make_config
 
 
 class PeerRecorder:

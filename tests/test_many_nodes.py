@@ -24,7 +24,7 @@ from live_stack import (
 )
 
 from app.devtools.inbox import Inbox, plain_text
-from conftest import new_email
+from support import new_email
 
 REQUEST_LIMIT_PER_MINUTE = 6
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.devtools.inbox import Inbox
 from app.devtools.redis_server import free_port
-from conftest import AuthActions, error_code, make_config, new_email, other_code
+from support import AuthActions, error_code, make_config, new_email, other_code
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app import create_app
 from app.devtools.inbox import Inbox
-from conftest import AuthActions, make_config
+from support import AuthActions, make_config
 
 # Tasks queued by generated requests go to a broker database no worker reads;
 # the suite owns this server and empties that database afterwards.
@@ -55,7 +55,7 @@ def fuzzed_app(app: Flask, redis_url: str, database_url: str, inbox: Inbox) -> I
     """A live app of its own (the suite's `app` has migrated the database)."""
     broker_url = f"{redis_url}/{FUZZ_BROKER_DB}"
     yield create_app(
-        make_config(redis_url, database_url, inbox.port, CELERY_BROKER_URL=broker_url)
+        make_config(redis_url, database_url, inbox.port, OTP_CELERY_BROKER_URL=broker_url)
     )
     redis.Redis.from_url(broker_url).flushdb()
 

@@ -18,7 +18,7 @@ from live_stack import app_with_worker, auth_actions
 from local_services import RABBITMQ_URL, rabbitmq_problem
 
 from app.devtools.inbox import Inbox
-from conftest import error_code, make_config, new_email
+from support import error_code, make_config, new_email
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def rabbit_app(
     queue = f"passwordless-test-{uuid.uuid4().hex[:12]}"
     config = make_config(
         redis_url, database_url, inbox.port,  # type: ignore[attr-defined]
-        REDIS_URL=f"{redis_url}/2", CELERY_BROKER_URL=RABBITMQ_URL,
+        OTP_REDIS_URL=f"{redis_url}/2", OTP_CELERY_BROKER_URL=RABBITMQ_URL,
     )
     try:
         logs = tmp_path_factory.mktemp("rabbit-worker")

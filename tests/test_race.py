@@ -11,9 +11,8 @@ import redis
 from flask import Flask
 
 from app.auth import store
-from app.auth.codes import email_tag, secret_digest
-from app.auth.services import CODE_PURPOSE
-from conftest import AuthActions
+from flask_email_signin.codes import CODE_PURPOSE, email_tag, secret_digest
+from support import AuthActions
 
 RACERS = 50
 
@@ -49,7 +48,7 @@ def consume_in_child(
 ) -> None:
     """Runs in a forked process: its own Redis connection, the product's own script."""
     # A fresh client: never reuse a connection (or a lock) inherited from the parent.
-    app.extensions["redis"] = redis.Redis.from_url(app.config["REDIS_URL"])
+    app.extensions["redis"] = redis.Redis.from_url(app.config["OTP_REDIS_URL"])
     config = app.config
     with app.app_context():
         start.wait(timeout=30)

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from conftest import AuthActions, error_code, make_config, new_email, other_code
+from support import AuthActions, error_code, make_config, new_email, other_code
 
 
 def new_ip() -> str:
@@ -120,7 +120,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
     suite_config: type, celery_worker: object
 ) -> None:
     config = make_config(
-        suite_config.REDIS_URL.rsplit("/", 1)[0],
+        suite_config.OTP_REDIS_URL.rsplit("/", 1)[0],
         suite_config.SQLALCHEMY_DATABASE_URI,
         suite_config.MAIL_PORT,
         TRUSTED_PROXY_COUNT=1,
@@ -146,10 +146,10 @@ def test_an_app_with_limits_disabled_leaves_other_apps_limited(
     app: Flask, suite_config: type, celery_worker: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unlimited_config = make_config(
-        suite_config.REDIS_URL.rsplit("/", 1)[0],
+        suite_config.OTP_REDIS_URL.rsplit("/", 1)[0],
         suite_config.SQLALCHEMY_DATABASE_URI,
         suite_config.MAIL_PORT,
-        RATELIMIT_ENABLED=False,
+        OTP_RATE_LIMIT_ENABLED=False,
         OTP_RATE_LIMIT_REQUEST="1 per minute",
     )
     unlimited = client_from(create_app(unlimited_config), new_ip())
@@ -201,7 +201,7 @@ def test_a_protected_request_costs_one_redis_command_and_no_rate_limit(
 ) -> None:
     auth.sign_in(email)
     auth.inbox.wait_for(email)
-    url = auth.app.config["REDIS_URL"]
+    url = auth.app.config["OTP_REDIS_URL"]
     with redis_monitor(url) as commands:
         assert auth.client.get("/auth/me").status_code == 200
     state_db = int(url.rsplit("/", 1)[1])

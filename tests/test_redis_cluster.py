@@ -16,11 +16,12 @@ from flask import Flask
 from live_stack import app_with_worker, auth_actions, client_from, private_redis, release_app
 
 from app import create_app
-from app.auth.store import code_key, mail_sent_key, session_index_key, session_key
 from app.devtools.inbox import Inbox
 from app.devtools.redis_cluster import LocalCluster, start_cluster
-from app.extensions import redis_store
-from conftest import error_code, make_config, new_email
+from flask_email_signin.code_store import code_key, mail_sent_key
+from flask_email_signin.session_store import session_index_key, session_key
+from flask_email_signin.state import redis_client
+from support import error_code, make_config, new_email
 
 # Keys written by libraries, not by the product (each is one key per command).
 LIBRARY_KEY_PREFIXES = (b"LIMITS:", b"LIMITER")
@@ -45,7 +46,7 @@ def cluster_app(
     with private_redis(tmp_path_factory.mktemp("cluster-broker")) as broker:
         config = make_config(
             broker, database_url, inbox.port,  # type: ignore[attr-defined]
-            REDIS_URL=cluster.url, CELERY_BROKER_URL=f"{broker}/0",
+            OTP_REDIS_URL=cluster.url, OTP_CELERY_BROKER_URL=f"{broker}/0",
         )
         with app_with_worker(config, tmp_path_factory.mktemp("cluster-worker")) as cluster_app:
             yield cluster_app
@@ -175,7 +176,7 @@ def test_wrong_answers_lock_the_email_on_the_cluster(cluster_app: Flask, inbox: 
 
 def test_the_cluster_client_is_redis_pys_own(cluster_app: Flask) -> None:
     with cluster_app.app_context():
-        client = redis_store.client
+        client = redis_client()
         assert type(client.get()).__name__ == "RedisCluster"  # type: ignore[attr-defined]
         assert len(client.get_primaries()) == 3
 
@@ -188,8 +189,8 @@ def test_redis_cluster_flag_with_a_plain_node_url_signs_in(
     config = make_config(
         "redis://unused", cluster_app.config["SQLALCHEMY_DATABASE_URI"],
         inbox.port,  # type: ignore[attr-defined]
-        REDIS_URL=f"redis://127.0.0.1:{cluster.ports[1]}", REDIS_CLUSTER=True,
-        CELERY_BROKER_URL=cluster_app.config["CELERY_BROKER_URL"],
+        OTP_REDIS_URL=f"redis://127.0.0.1:{cluster.ports[1]}", OTP_REDIS_CLUSTER=True,
+        OTP_CELERY_BROKER_URL=cluster_app.config["OTP_CELERY_BROKER_URL"],
     )
     flagged = create_app(config)
     try:
@@ -198,6 +199,6 @@ def test_redis_cluster_flag_with_a_plain_node_url_signs_in(
         auth.sign_in(email)
         assert auth.client.get("/auth/me").get_json()["email"] == email
         with flagged.app_context():
-            assert len(redis_store.client.get_primaries()) == 3
+            assert len(redis_client().get_primaries()) == 3
     finally:
         release_app(flagged)

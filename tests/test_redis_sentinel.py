@@ -22,8 +22,8 @@ from live_stack import app_with_worker, auth_actions, client_from, private_redis
 
 from app.devtools.inbox import Inbox, plain_text
 from app.devtools.redis_sentinel import LocalSentinelSet, start_sentinel_set
-from app.extensions import redis_store
-from conftest import make_config, new_email
+from flask_email_signin.state import redis_client
+from support import make_config, new_email
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def sentinel_app(
     with private_redis(tmp_path_factory.mktemp("sentinel-broker")) as broker:
         config = make_config(
             broker, database_url, inbox.port,  # type: ignore[attr-defined]
-            REDIS_URL=sentinel_set.url, CELERY_BROKER_URL=f"{broker}/0",
-            REDIS_SOCKET_TIMEOUT=0.5,
+            OTP_REDIS_URL=sentinel_set.url, OTP_CELERY_BROKER_URL=f"{broker}/0",
+            OTP_REDIS_SOCKET_TIMEOUT=0.5,
         )
         logs = tmp_path_factory.mktemp("sentinel-worker")
         with app_with_worker(config, logs, REDIS_SOCKET_TIMEOUT="0.5") as sentinel_app:
@@ -57,7 +57,7 @@ def test_the_client_follows_the_sentinels_master(
     sentinel_app: Flask, sentinel_set: LocalSentinelSet, inbox: Inbox
 ) -> None:
     with sentinel_app.app_context():
-        pool = redis_store.client.connection_pool
+        pool = redis_client().connection_pool
         assert type(pool).__name__ == "SentinelConnectionPool"
         assert pool.get_master_address() == ("127.0.0.1", sentinel_set.master_port)
     auth = auth_actions(sentinel_app, inbox, "127.0.5.1")

@@ -7,8 +7,13 @@ import redis
 from redis.sentinel import SentinelConnectionPool
 
 from app import create_app
-from app.redis_client import RedisTopology, RedisURLError, parse_topology, redis_from_url
-from conftest import make_config
+from flask_email_signin.redis_client import (
+    RedisTopology,
+    RedisURLError,
+    parse_topology,
+    redis_from_url,
+)
+from support import make_config
 
 
 @pytest.mark.parametrize(
@@ -80,10 +85,10 @@ def test_the_app_starts_while_the_cluster_is_down_and_answers_503(
 ) -> None:
     config = make_config(
         "redis://127.0.0.1:1", database_url, 1025,
-        REDIS_URL="redis+cluster://127.0.0.1:1",
-        CELERY_BROKER_URL=suite_config.CELERY_BROKER_URL,  # type: ignore[attr-defined]
-        REDIS_SOCKET_TIMEOUT=0.2,
-        RATELIMIT_ENABLED=False,
+        OTP_REDIS_URL="redis+cluster://127.0.0.1:1",
+        OTP_CELERY_BROKER_URL=suite_config.OTP_CELERY_BROKER_URL,  # type: ignore[attr-defined]
+        OTP_REDIS_SOCKET_TIMEOUT=0.2,
+        OTP_RATE_LIMIT_ENABLED=False,
     )
     client = create_app(config).test_client()
     response = client.post("/auth/request-otp", json={"email": "down@example.com"})
@@ -95,19 +100,19 @@ def test_the_app_starts_while_the_cluster_is_down_and_answers_503(
     "overrides",
     [
         # The default broker is REDIS_URL: refused when that is a cluster or Sentinel.
-        {"REDIS_URL": "redis+cluster://127.0.0.1:1",
-         "CELERY_BROKER_URL": "redis+cluster://127.0.0.1:1"},
-        {"REDIS_URL": "redis+sentinel://127.0.0.1:1/svc",
-         "CELERY_BROKER_URL": "redis+sentinel://127.0.0.1:1/svc"},
-        {"REDIS_CLUSTER": True, "REDIS_URL": "redis://127.0.0.1:1/0",
-         "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"},
+        {"OTP_REDIS_URL": "redis+cluster://127.0.0.1:1",
+         "OTP_CELERY_BROKER_URL": "redis+cluster://127.0.0.1:1"},
+        {"OTP_REDIS_URL": "redis+sentinel://127.0.0.1:1/svc",
+         "OTP_CELERY_BROKER_URL": "redis+sentinel://127.0.0.1:1/svc"},
+        {"OTP_REDIS_CLUSTER": True, "OTP_REDIS_URL": "redis://127.0.0.1:1/0",
+         "OTP_CELERY_BROKER_URL": "redis://127.0.0.1:1/0"},
     ],
 )
 def test_the_broker_must_be_configured_apart_from_a_cluster_or_sentinel(
     database_url: str, overrides: dict[str, object]
 ) -> None:
     config = make_config(
-        "redis://127.0.0.1:1", database_url, 1025, RATELIMIT_ENABLED=False, **overrides
+        "redis://127.0.0.1:1", database_url, 1025, OTP_RATE_LIMIT_ENABLED=False, **overrides
     )
-    with pytest.raises(RedisURLError, match="CELERY_BROKER_URL"):
+    with pytest.raises(RedisURLError, match="OTP_CELERY_BROKER_URL"):
         create_app(config)

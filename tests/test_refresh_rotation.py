@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import User
-from conftest import AuthActions, error_code
+from support import AuthActions, error_code
 
 
 def refresh_cookie(auth: AuthActions) -> str:

@@ -6,12 +6,12 @@ import pytest
 import redis
 from flask import Flask
 
-from conftest import AuthActions, error_code, new_email, other_code
+from support import AuthActions, error_code, new_email, other_code
 
 
 def redis_dump(app: Flask) -> bytes:
     """Every key and value in the app's Redis database, as one blob."""
-    client = redis.Redis.from_url(app.config["REDIS_URL"])
+    client = redis.Redis.from_url(app.config["OTP_REDIS_URL"])
     blob = b""
     for key in client.scan_iter():
         if key.startswith(b"LIMITS:"):

@@ -16,10 +16,10 @@ from flask.testing import FlaskClient
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
 from app import create_app
-from app.auth.roles import role_required
 from app.extensions import db
 from app.models import User
-from conftest import error_code, make_config, new_email
+from flask_email_signin import role_required
+from support import error_code, make_config, new_email
 
 MAGIC = "000000"
 

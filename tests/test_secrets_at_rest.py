@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from conftest import AuthActions
+from support import AuthActions
 
 
 def stored_bytes(client: redis.Redis) -> bytes:
@@ -71,7 +71,7 @@ def wait_until_acknowledged(broker: redis.Redis, timeout: float = 15.0) -> None:
 
 def test_the_broker_scan_would_see_a_queued_secret(auth: AuthActions) -> None:
     """The scanner itself works: a marker in a queued task's kwargs is found."""
-    broker = redis.Redis.from_url(auth.app.config["CELERY_BROKER_URL"])
+    broker = redis.Redis.from_url(auth.app.config["OTP_CELERY_BROKER_URL"])
     marker, queue = f"marker-{uuid.uuid4().hex}", f"scan-check-{uuid.uuid4().hex[:8]}"
     auth.app.extensions["celery"].send_task("scan.check", kwargs={"m": marker}, queue=queue)
     try:
@@ -109,14 +109,14 @@ def test_a_full_sign_in_leaves_no_secret_in_redis_broker_or_logs(
         secrets["link secret"] = re.split(r"[#/=?]", link.group(0))[-1]
     assert auth.client.post("/auth/logout", headers=auth.csrf_header()).status_code == 200
 
-    broker = redis.Redis.from_url(auth.app.config["CELERY_BROKER_URL"])
+    broker = redis.Redis.from_url(auth.app.config["OTP_CELERY_BROKER_URL"])
     wait_until_acknowledged(broker)
-    state = redis.Redis.from_url(auth.app.config["REDIS_URL"])
+    state = redis.Redis.from_url(auth.app.config["OTP_REDIS_URL"])
     at_rest = stored_bytes(state) + stored_bytes(broker)
 
     # The capture really holds the worker's side too (its thread logs the send).
     assert any(
-        record.name == "app.auth.tasks" and "sent" in record.getMessage()
+        record.name == "flask_email_signin.tasks" and "sent" in record.getMessage()
         for record in caplog.records
     ), [record.getMessage() for record in caplog.records]
     # "mail.log" is aiosmtpd, the receiving mail server: it holds the email by design.

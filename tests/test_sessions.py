@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from app.auth import store
 from app.extensions import db
 from app.models import User
-from conftest import AuthActions, error_code, new_email
+from support import AuthActions, error_code, new_email
 
 
 def second_device(auth: AuthActions, email: str, user_agent: str = "second-device/1.0") -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import AuthActions, error_code
+from support import AuthActions, error_code
 
 
 def test_sign_in_with_code_read_from_the_email(auth: AuthActions, email: str) -> None:

@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 from flask_jwt_extended import create_access_token
 
-from conftest import AuthActions, error_code
+from support import AuthActions, error_code
 
 
 def cookie_headers(response: object) -> dict[str, str]:

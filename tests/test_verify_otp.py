@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import User
-from conftest import AuthActions, error_code, other_code
+from support import AuthActions, error_code, other_code
 
 
 def test_a_code_verifies_only_once(auth: AuthActions, email: str) -> None:

@@ -4,9 +4,8 @@ from typing import Any
 
 from celery.signals import worker_ready
 
-from flask_email_signin import configure_logging, serve_worker_metrics
-
 from app import create_app
+from flask_email_signin import configure_logging, serve_worker_metrics
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

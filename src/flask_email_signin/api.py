@@ -26,8 +26,6 @@ from .json_body import load_json_body
 from .metrics import VERIFICATIONS
 from .openapi import build_openapi_document
 from .rate_limits import rate_limited
-from .sign_in import complete_sign_in
-from .state import API_BLUEPRINT, user_store
 from .schemas import (
     CodeSentSchema,
     LogoutAllSchema,
@@ -38,6 +36,8 @@ from .schemas import (
     UserSchema,
     VerifyCodeSchema,
 )
+from .sign_in import complete_sign_in
+from .state import API_BLUEPRINT, user_store
 
 bp = extension_blueprint(API_BLUEPRINT, __name__)
 

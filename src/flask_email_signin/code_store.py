@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.commands.core import Script
+
 from .redis_client import KEEP_TTL_LUA as _KEEP
 from .redis_client import lua_script as _script
 from .state import redis_client

@@ -16,7 +16,6 @@ import secrets
 
 from .settings import settings
 
-
 CODE_PURPOSE = "login-code"
 LINK_PURPOSE = "login-link"
 

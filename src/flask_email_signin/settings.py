@@ -164,7 +164,7 @@ class Settings:
     def secret_key(self) -> bytes:
         secret = self._config.get("SECRET_KEY")
         if not secret:
-            raise RuntimeError("SECRET_KEY is not set: codes are hashed with a key derived from it.")
+            raise RuntimeError("SECRET_KEY is not set: codes are hashed with a key from it.")
         return str(secret).encode()
 
 

@@ -51,6 +51,8 @@ class Config:
     # This deployment is an API plus its pages: every error answers in the JSON envelope.
     OTP_JSON_ERRORS_APP_WIDE = True
     OTP_URL_PREFIX = env_str("OTP_URL_PREFIX", "/auth")
+    # The sign-in page is this deployment's home page.
+    OTP_SIGNIN_PAGE_AT_ROOT = True
 
     # State store (codes, cooldowns, sessions) and task broker.
     OTP_REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, Response, redirect, url_for
+from flask import Flask
 
 from config import Config, config_for_env
 
@@ -53,8 +53,3 @@ def register_blueprints(app: Flask) -> None:
     from .ops import bp as ops_bp
 
     app.register_blueprint(ops_bp)
-
-    @app.get("/")
-    def home() -> Response:
-        """The sign-in page is this deployment's home page."""
-        return redirect(url_for("email_signin_pages.sign_in_page"))  # type: ignore[return-value]

@@ -176,7 +176,13 @@ class Bench:
     def __post_init__(self) -> None:
         from config import ProductionConfig
 
-        self.app = create_bench_app(type("BenchConfig", (ProductionConfig,), self.stack.settings))
+        # The stack's settings are environment variables; these two feed config keys.
+        settings = {
+            **self.stack.settings,
+            "OTP_REDIS_URL": self.stack.settings["REDIS_URL"],
+            "OTP_CELERY_BROKER_URL": self.stack.settings["CELERY_BROKER_URL"],
+        }
+        self.app = create_bench_app(type("BenchConfig", (ProductionConfig,), settings))
         with self.app.app_context():
             flask_migrate.upgrade(directory=str(ROOT / "migrations"))
 
@@ -192,9 +198,9 @@ class Bench:
 
         `cooldown=0` lets setup issue a second code for an email at once.
         """
-        from app.auth import store
-        from app.auth.codes import email_tag, generate_code, secret_digest
-        from app.auth.services import CODE_PURPOSE
+        from flask_email_signin import code_store as store
+        from flask_email_signin.codes import email_tag, generate_code, secret_digest
+        from flask_email_signin.codes import CODE_PURPOSE
 
         config, issued = self.app.config, []
         with self.app.app_context():
@@ -584,8 +590,8 @@ class Bench:
         before = int(client.info("memory")["used_memory"])
         issued = self.issue_codes(self.emails("mem", count))
         after = int(client.info("memory")["used_memory"])
-        from app.auth.codes import email_tag
-        from app.auth.store import code_key
+        from flask_email_signin.codes import email_tag
+        from flask_email_signin.code_store import code_key
 
         with self.app.app_context():
             sample_key = code_key(email_tag(issued[0][0]))

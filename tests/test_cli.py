@@ -176,7 +176,7 @@ def mail_app(redis_url: str, database_url: str, inbox: Inbox) -> Iterator[Any]:
 
     yield build
     for built in made:
-        built.extensions["redis"].close()
+        built.extensions["email_signin"].redis.close()
 
 
 def test_mail_send_test_diagnoses_a_dead_port(mail_app: Any) -> None:

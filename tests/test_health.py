@@ -42,7 +42,7 @@ def app_with(
 
     yield build
     for built in made:
-        built.extensions["redis"].close()
+        built.extensions["email_signin"].redis.close()
 
 
 def dead_redis() -> str:

@@ -87,7 +87,7 @@ def test_post_signs_this_browser_in(
 ) -> None:
     path, secret = link
     response = post_link(auth, path, secret)
-    assert response.status_code == 303 and response.headers["Location"] == "/"
+    assert response.status_code == 303 and response.headers["Location"] == "/auth/login"
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert auth.client.get_cookie("access_token") is not None
     assert auth.client.get_cookie("refresh_token", path="/auth") is not None
@@ -251,14 +251,14 @@ def test_the_email_shows_the_configured_branding(
 
 
 def test_a_host_template_overrides_the_built_in_email(suite_config: type, tmp_path: Any) -> None:
-    (tmp_path / "email").mkdir()
-    (tmp_path / "email" / "login_code.txt").write_text("Custom: {{ code }} {{ link_url }}")
+    (tmp_path / "email_signin" / "email").mkdir(parents=True)
+    (tmp_path / "email_signin" / "email" / "login_code.txt").write_text("Custom: {{ code }} {{ link_url }}")
     app = create_app(type("Override", (suite_config,), {"OTP_TEMPLATE_FOLDER": str(tmp_path)}))
     context = {"code": "123456", "link_url": "L", "app_name": "X", "minutes": 1,
                "accent_color": "#000", "support_email": None}
     with app.app_context():
-        overridden = render_template("email/login_code.txt", **context)
-        built_in = render_template("email/login_code.html", **context)
+        overridden = render_template("email_signin/email/login_code.txt", **context)
+        built_in = render_template("email_signin/email/login_code.html", **context)
     assert overridden == "Custom: 123456 L"
     assert "123456" in built_in and "Custom" not in built_in
 

@@ -69,7 +69,7 @@ def test_a_full_sign_in_logs_json_lines_without_secrets(
     assert all("request_id" in line for line in lines)
 
     # One line per request, each with its own id, the route pattern and the status.
-    requests = [line for line in lines if line["logger"] == "app.request"]
+    requests = [line for line in lines if line["logger"] == "flask_email_signin.request"]
     assert [r["route"] for r in requests] == [
         "/auth/request-otp", "/auth/verify-otp", "/auth/me", "/auth/refresh", "/auth/logout",
     ]
@@ -87,16 +87,16 @@ def test_a_full_sign_in_logs_json_lines_without_secrets(
 
 
 def test_request_ids_are_generated_and_echoed(client: Any) -> None:
-    first = client.get("/healthz").headers[REQUEST_ID_HEADER]
-    second = client.get("/healthz").headers[REQUEST_ID_HEADER]
+    first = client.get("/auth/openapi.json").headers[REQUEST_ID_HEADER]
+    second = client.get("/auth/openapi.json").headers[REQUEST_ID_HEADER]
     assert first and second and first != second
-    given = client.get("/healthz", headers={REQUEST_ID_HEADER: "lb-7f3a.42"})
+    given = client.get("/auth/openapi.json", headers={REQUEST_ID_HEADER: "lb-7f3a.42"})
     assert given.headers[REQUEST_ID_HEADER] == "lb-7f3a.42"
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 129, "two words", "a\tb", "<script>", "é"])
 def test_unsafe_incoming_request_ids_are_replaced(client: Any, bad: str) -> None:
-    response = client.get("/healthz", headers={REQUEST_ID_HEADER: bad})
+    response = client.get("/auth/openapi.json", headers={REQUEST_ID_HEADER: bad})
     echoed = response.headers[REQUEST_ID_HEADER]
     assert echoed != bad and len(echoed) == 32
 
@@ -107,7 +107,7 @@ def test_error_responses_and_their_log_lines_carry_the_id(
     response = client.post("/auth/verify-otp", data="{", content_type="application/json",
                            headers={REQUEST_ID_HEADER: "trace-400"})
     assert response.status_code == 400 and response.headers[REQUEST_ID_HEADER] == "trace-400"
-    line = next(r for r in parsed(log_lines) if r["logger"] == "app.request")
+    line = next(r for r in parsed(log_lines) if r["logger"] == "flask_email_signin.request")
     assert line["request_id"] == "trace-400" and line["status"] == 400
     assert request_id_var.get() is None  # unbound once the request is over
 

@@ -73,22 +73,22 @@ def test_the_sign_in_flow_is_counted(auth: AuthActions, email: str) -> None:
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("otp_codes_requested_total", result="issued") == 1
-    assert delta("otp_codes_requested_total", result="cooldown") == 1
-    assert delta("otp_verifications_total", outcome="wrong") == 1
-    assert delta("otp_verifications_total", outcome="ok") == 1
-    assert delta("otp_verifications_total", outcome="expired") == 1
-    assert delta("auth_tokens_refreshed_total") == 1
-    assert delta("auth_tokens_revoked_total", reason="logout") == 1
-    sent_before = value(before, "otp_emails_total", result="sent")
-    assert wait_for_metric(auth.client, "otp_emails_total", sent_before + 1, result="sent") >= (
+    assert delta("email_signin_codes_requested_total", result="issued") == 1
+    assert delta("email_signin_codes_requested_total", result="cooldown") == 1
+    assert delta("email_signin_verifications_total", outcome="wrong") == 1
+    assert delta("email_signin_verifications_total", outcome="ok") == 1
+    assert delta("email_signin_verifications_total", outcome="expired") == 1
+    assert delta("email_signin_tokens_refreshed_total") == 1
+    assert delta("email_signin_tokens_revoked_total", reason="logout") == 1
+    sent_before = value(before, "email_signin_emails_total", result="sent")
+    assert wait_for_metric(auth.client, "email_signin_emails_total", sent_before + 1, result="sent") >= (
         sent_before + 1
     )
     # Latency is observed per route pattern.
     labels = {"method": "POST", "endpoint": "/auth/verify-otp"}
-    assert delta("http_request_duration_seconds_count", **labels) == 3
-    assert delta("http_request_duration_seconds_sum", **labels) > 0
-    assert delta("http_requests_total", status="401", **labels) == 2
+    assert delta("email_signin_http_request_duration_seconds_count", **labels) == 3
+    assert delta("email_signin_http_request_duration_seconds_sum", **labels) > 0
+    assert delta("email_signin_http_requests_total", status="401", **labels) == 2
 
 
 def test_exhausted_outcomes_are_counted(auth: AuthActions, email: str) -> None:
@@ -100,8 +100,8 @@ def test_exhausted_outcomes_are_counted(auth: AuthActions, email: str) -> None:
         auth.verify(email, other_code(code))
     assert error_code(auth.verify(email, code)) == "otp_attempts_exceeded"
     after = read_metrics(auth.client)
-    exhausted = value(after, "otp_verifications_total", outcome="exhausted") - value(
-        before, "otp_verifications_total", outcome="exhausted"
+    exhausted = value(after, "email_signin_verifications_total", outcome="exhausted") - value(
+        before, "email_signin_verifications_total", outcome="exhausted"
     )
     # The last wrong try exhausts the code too (it answers otp_attempts_exceeded).
     assert exhausted >= 1
@@ -117,8 +117,8 @@ def test_verifications_refused_by_the_rate_limiter_are_counted(
     limited = auth.verify(email, "123456")
     assert limited.status_code == 429 and error_code(limited) == "rate_limited"
     after = read_metrics(auth.client)
-    assert value(after, "otp_verifications_total", outcome="rate_limited") - value(
-        before, "otp_verifications_total", outcome="rate_limited"
+    assert value(after, "email_signin_verifications_total", outcome="rate_limited") - value(
+        before, "email_signin_verifications_total", outcome="rate_limited"
     ) == 1
 
 
@@ -133,17 +133,18 @@ def test_reused_refresh_tokens_and_revoked_sessions_are_counted(
     auth.client.set_cookie("refresh_token", stolen, path="/auth")
     assert error_code(auth.client.post("/auth/refresh", headers=csrf)) == "refresh_token_reused"
     after = read_metrics(auth.client)
-    assert value(after, "auth_tokens_revoked_total", reason="refresh_reused") - value(
-        before, "auth_tokens_revoked_total", reason="refresh_reused"
+    assert value(after, "email_signin_tokens_revoked_total", reason="refresh_reused") - value(
+        before, "email_signin_tokens_revoked_total", reason="refresh_reused"
     ) == 1
 
 
-def test_unmatched_paths_share_one_label(client: FlaskClient) -> None:
-    client.get("/no/such/path/1")
-    client.get("/no/such/path/2")
+def test_unknown_paths_share_one_label(client: FlaskClient) -> None:
+    """Paths under the prefix that match no route count under the catch-all's pattern."""
+    client.get("/auth/no/such/path/1")
+    client.get("/auth/no/such/path/2")
     samples = read_metrics(client)
-    assert value(samples, "http_requests_total", method="GET", endpoint="<unmatched>",
-                 status="404") >= 2
+    assert value(samples, "email_signin_http_requests_total", method="GET",
+                 endpoint="/auth/<path:_unknown>", status="404") >= 2
     assert not any("/no/such" in str(labels) for _name, labels in samples)
 
 
@@ -156,7 +157,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     app = create_app(TestingConfig)
     client = app.test_client()
     for _ in range(int(sys.argv[1])):
-        assert client.get("/healthz").status_code == 200
+        assert client.get("/auth/openapi.json").status_code == 200
     if sys.argv[2] == "print":
         sys.stdout.write(client.get("/metrics").get_data(as_text=True))
     """
@@ -185,9 +186,9 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
         tuple(sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "http_request_duration_seconds_count"
+        if s.name == "email_signin_http_request_duration_seconds_count"
     }
-    assert counts[(("endpoint", "/healthz"), ("method", "GET"))] == 5
+    assert counts[(("endpoint", "/auth/openapi.json"), ("method", "GET"))] == 5
 
 
 def test_a_prefork_worker_serves_its_own_email_counts(
@@ -208,7 +209,7 @@ def test_a_prefork_worker_serves_its_own_email_counts(
         def scraped_sent() -> float:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    return value(parse_samples(r.read().decode()), "otp_emails_total",
+                    return value(parse_samples(r.read().decode()), "email_signin_emails_total",
                                  result="sent")
             except OSError:
                 return -1.0  # not listening yet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import threading
 from collections import Counter
@@ -10,7 +11,7 @@ from typing import Any
 import redis
 from flask import Flask
 
-from app.auth import store
+from flask_email_signin import code_store as store
 from flask_email_signin.codes import CODE_PURPOSE, email_tag, secret_digest
 from support import AuthActions
 
@@ -48,7 +49,9 @@ def consume_in_child(
 ) -> None:
     """Runs in a forked process: its own Redis connection, the product's own script."""
     # A fresh client: never reuse a connection (or a lock) inherited from the parent.
-    app.extensions["redis"] = redis.Redis.from_url(app.config["OTP_REDIS_URL"])
+    app.extensions["email_signin"] = dataclasses.replace(
+        app.extensions["email_signin"], redis=redis.Redis.from_url(app.config["OTP_REDIS_URL"])
+    )
     config = app.config
     with app.app_context():
         start.wait(timeout=30)

@@ -61,7 +61,7 @@ def keys_by_node(cluster: LocalCluster) -> dict[int, list[bytes]]:
 
 
 def test_every_key_of_one_email_or_user_maps_to_one_slot(cluster: LocalCluster) -> None:
-    tag = "Zm9vYmFy"  # an email tag's shape (app.auth.codes.email_tag)
+    tag = "Zm9vYmFy"  # an email tag's shape (flask_email_signin.codes.email_tag)
     email_keys = (code_key(tag), mail_sent_key(tag, "task-1"), mail_sent_key(tag, "task-2"))
     user_keys = (session_key("42", "sid-a"), session_key("42", "sid-b"), session_index_key("42"))
     with redis.Redis(port=cluster.ports[0]) as node:

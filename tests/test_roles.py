@@ -45,7 +45,7 @@ def host_app(redis_url: str, database_url: str, inbox: Any, app: Flask) -> Itera
         return jsonify(owner=get_jwt_identity())
 
     yield host
-    host.extensions["redis"].close()
+    host.extensions["email_signin"].redis.close()
 
 
 def set_roles(app: Flask, email: str, roles: list[str]) -> None:
@@ -134,7 +134,7 @@ def test_role_required_refuses_bad_role_names_at_import_time(roles: tuple[str, .
 def counting(app: Flask) -> Iterator[dict[str, int]]:
     """Counts commands sent by the app's Redis client and SQL statements on its engine."""
     counts = {"redis": 0, "sql": 0}
-    redis_client = app.extensions["redis"]
+    redis_client = app.extensions["email_signin"].redis
     original = redis_client.execute_command
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -192,4 +192,4 @@ def test_migration_0002_adds_roles_to_existing_users(tmp_path: Path, suite_confi
         columns = {c["name"] for c in sa.inspect(db.engine).get_columns("users")}
         assert "roles" not in columns
         db.engine.dispose()
-    fresh.extensions["redis"].close()
+    fresh.extensions["email_signin"].redis.close()

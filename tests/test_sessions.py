@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.auth import store
 from app.extensions import db
 from app.models import User
+from flask_email_signin import session_store as store
 from support import AuthActions, error_code, new_email
 
 
@@ -165,7 +165,7 @@ def test_last_use_is_stamped_by_the_per_request_check(auth: AuthActions, email: 
     auth.sign_in(email)
     sid = sessions_of(auth.client)[0]["id"]
     key = store.session_key(user_id_of(auth.app, email), sid)
-    redis_client = auth.app.extensions["redis"]
+    redis_client = auth.app.extensions["email_signin"].redis
     redis_client.hset(key, "l", 1_000)  # pretend the last use was long ago
     assert auth.client.get("/auth/me").status_code == 200
     assert int(redis_client.hget(key, "l")) > 1_000
@@ -175,7 +175,7 @@ def test_last_use_is_stamped_by_the_per_request_check(auth: AuthActions, email: 
 def test_expired_session_ids_are_pruned_from_the_index(auth: AuthActions, email: str) -> None:
     auth.sign_in(email)
     index = store.session_index_key(user_id_of(auth.app, email))
-    redis_client = auth.app.extensions["redis"]
+    redis_client = auth.app.extensions["email_signin"].redis
     redis_client.sadd(index, "long-gone")
     assert "long-gone" not in {s["id"] for s in sessions_of(auth.client)}
     assert not redis_client.sismember(index, "long-gone")

@@ -97,6 +97,12 @@ class EmailSignIn:
         app.register_blueprint(api.bp, url_prefix=prefix)
         if config["OTP_PAGES"]:
             app.register_blueprint(pages.bp, url_prefix=prefix)
+            if config["OTP_SIGNIN_PAGE_AT_ROOT"]:
+                # An endpoint of the pages blueprint, so its headers and handlers apply.
+                app.add_url_rule(
+                    "/", endpoint=f"{pages.bp.name}.root_sign_in_page",
+                    view_func=pages.sign_in_page,
+                )
         if config["OTP_JSON_ERRORS_APP_WIDE"]:
             register_error_handlers(app)
         for group, name in ((users_cli, config["OTP_CLI_USERS_NAME"]),

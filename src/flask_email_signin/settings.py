@@ -20,6 +20,8 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_URL_PREFIX": "/auth",
     # The sign-in page (<prefix>/login) and the link pages; off for API-only hosts.
     "OTP_PAGES": True,
+    # Also serve the sign-in page at the app's `/` (for an app that is only sign-in).
+    "OTP_SIGNIN_PAGE_AT_ROOT": False,
     # The JSON error envelope answers for the extension's blueprints only; on: app-wide.
     "OTP_JSON_ERRORS_APP_WIDE": False,
     # Unsafe settings refuse to start (see production_guard); None: on unless debug/testing.

@@ -100,7 +100,13 @@ def register_tasks(celery: Celery, app: Flask) -> None:
     """Register the email task on `celery`, running inside `app` (unless the task already is)."""
 
     @celery.task(
-        name=SEND_LOGIN_CODE, bind=True, ignore_result=True, acks_late=True, max_retries=None
+        name=SEND_LOGIN_CODE,
+        bind=True,
+        ignore_result=True,
+        acks_late=True,
+        max_retries=None,
+        # This app only: a shared task would be added to every Celery app of the process.
+        shared=False,
     )
     def send_login_code_task(self: Task, **kwargs: Any) -> None:
         """Email a sign-in code (see send_login_code), its log lines tagged with the request id."""

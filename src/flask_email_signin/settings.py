@@ -179,5 +179,7 @@ def apply_defaults(config: dict[str, Any]) -> None:
         config.setdefault(key, value)
     for key, value in JWT_DEFAULTS.items():
         config.setdefault(key, value)
-    # The refresh cookie goes only to the extension's endpoints.
-    config.setdefault("JWT_REFRESH_COOKIE_PATH", str(config["OTP_URL_PREFIX"]).rstrip("/") or "/")
+    # The refresh cookie goes only to the extension's endpoints: unset, or left at
+    # flask-jwt-extended's own default "/" by a host's JWTManager, it is narrowed to them.
+    if config.get("JWT_REFRESH_COOKIE_PATH", "/") == "/":
+        config["JWT_REFRESH_COOKIE_PATH"] = str(config["OTP_URL_PREFIX"]).rstrip("/") or "/"

@@ -32,13 +32,16 @@ class User(UserMixin, db.Model):
 
 
 def settings_from_environment() -> dict[str, Any]:
+    """The app's settings, from environment variables."""
     env = os.environ.get
-    production = env("HOST_PRODUCTION")
     return {
         "SECRET_KEY": env("SECRET_KEY"),
         "JWT_SECRET_KEY": env("JWT_SECRET_KEY"),
+        # Cookies for the sign-in pages, headers for API clients. Secure and SameSite:
+        # the production check requires both (flask-jwt-extended's own SameSite is None).
         "JWT_TOKEN_LOCATION": ["cookies", "headers"],
         "JWT_COOKIE_SECURE": True,
+        "JWT_COOKIE_SAMESITE": "Lax",
         "SQLALCHEMY_DATABASE_URI": env("DATABASE_URL", "sqlite:///host.db"),
         "CELERY_BROKER_URL": env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
         "MAIL_SERVER": env("MAIL_SERVER", "localhost"),
@@ -46,12 +49,11 @@ def settings_from_environment() -> dict[str, Any]:
         "MAIL_DEFAULT_SENDER": env("MAIL_DEFAULT_SENDER", "Host <no-reply@host.example>"),
         # The extension's settings (all optional; flask_email_signin/settings.py lists them).
         "OTP_URL_PREFIX": "/account",
-        "OTP_APP_NAME": "Host",
         "OTP_REDIS_URL": env("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "OTP_LINK_BASE_URL": env("LINK_BASE_URL", "http://127.0.0.1:8000"),
         "OTP_RATE_LIMIT_REQUEST": env("OTP_RATE_LIMIT_REQUEST", "20 per 10 minutes"),
-        # Unset: checked unless debug or testing; "0" turns the check off, "1" forces it.
-        "OTP_PRODUCTION": None if production is None else production not in ("", "0", "false"),
+        # The production check: "1" on, "0" off, unset: on unless debug or testing.
+        "OTP_PRODUCTION": {"1": True, "0": False}.get(env("HOST_PRODUCTION", "")),
     }
 
 

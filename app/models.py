@@ -7,7 +7,7 @@ from flask_email_signin import UserMixin
 from .extensions import db
 
 
-class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
     """An account; it holds no password (signing in proves control of the email)."""
 
     __tablename__ = "users"

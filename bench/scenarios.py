@@ -199,8 +199,7 @@ class Bench:
         `cooldown=0` lets setup issue a second code for an email at once.
         """
         from flask_email_signin import code_store as store
-        from flask_email_signin.codes import email_tag, generate_code, secret_digest
-        from flask_email_signin.codes import CODE_PURPOSE
+        from flask_email_signin.codes import CODE_PURPOSE, email_tag, generate_code, secret_digest
 
         config, issued = self.app.config, []
         with self.app.app_context():
@@ -590,8 +589,8 @@ class Bench:
         before = int(client.info("memory")["used_memory"])
         issued = self.issue_codes(self.emails("mem", count))
         after = int(client.info("memory")["used_memory"])
-        from flask_email_signin.codes import email_tag
         from flask_email_signin.code_store import code_key
+        from flask_email_signin.codes import email_tag
 
         with self.app.app_context():
             sample_key = code_key(email_tag(issued[0][0]))

@@ -173,7 +173,7 @@ def test_sign_in_by_the_email_link(
     Screenshots(other_tab, shots.folder / "link")("confirm")
 
     other_tab.keyboard.press("Enter")
-    other_tab.wait_for_url(f"{base_url}/")
+    other_tab.wait_for_url(f"{base_url}/auth/login")
     expect_signed_in(other_tab, email)
     Screenshots(other_tab, shots.folder / "link-done")("signed-in")
 

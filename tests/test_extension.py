@@ -20,11 +20,11 @@ from flask import Flask, jsonify
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.pool import NullPool
-from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, error_code, new_email
 
 from flask_email_signin import EmailSignIn, UnsafeSettingError, UserMixin
 from flask_email_signin.login_links import login_link_url
 from flask_email_signin.tasks import SEND_LOGIN_CODE
+from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, error_code, new_email
 
 MAGIC = "246810"
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +213,7 @@ def test_unsafe_or_unworkable_settings_refuse_to_start(
 def test_a_host_without_flask_sqlalchemy_is_told_what_to_do() -> None:
     app = Flask("bare")
     app.testing = True
-    with pytest.raises(RuntimeError, match="db.init_app"):
+    with pytest.raises(RuntimeError, match=r"db\.init_app"):
         EmailSignIn(app)
 
 

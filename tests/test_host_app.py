@@ -10,6 +10,7 @@ over HTTP against the suite's own Redis and SMTP inbox.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
 import json
@@ -43,8 +44,8 @@ FOREIGN_PREFIXES = (
     "GUNICORN", "PROMETHEUS", "VIRTUAL_ENV", "APP_ENV", "SECRET_KEY", "LINK_BASE_URL",
 )
 # Each test signs in from its own loopback address, so per-IP limits stay per test.
-CODE_CLIENT, LINK_CLIENT, LOGOUT_CLIENT, LIMIT_CLIENT, COOKIE_CLIENT = (
-    "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24", "127.0.0.25"
+CODE_CLIENT, LINK_CLIENT, LOGOUT_CLIENT, LIMIT_CLIENT, PATH_CLIENT, COOKIE_CLIENT = (
+    "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24", "127.0.0.25", "127.0.0.26"
 )
 
 
@@ -345,26 +346,40 @@ def test_sign_in_by_link_sets_the_session_cookies(host: HostStack) -> None:
                         headers={"Sec-Fetch-Site": "same-origin"}, source=LINK_CLIENT)
     assert used.status == 303, used.body
     assert used.headers["Location"].endswith("/account/login")
-    cookies = used.headers.get_all("Set-Cookie") or []
-    access = [cookie for cookie in cookies if cookie.startswith("access_token_cookie=")]
-    assert access, cookies
-    assert "Secure" in access[0] and "HttpOnly" in access[0]
+    access = set_cookies(used).get("access_token_cookie", "")
+    assert "Secure" in access and "HttpOnly" in access, used.headers
+
+
+@shows_logs_on_failure
+def test_the_refresh_cookie_goes_only_to_the_extension(host: HostStack) -> None:
+    cookies = set_cookies(host.verified(new_address("path"), PATH_CLIENT))
+    assert "Path=/account;" in f"{cookies['refresh_token_cookie']};"
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="flask-jwt-extended's init_app sets its own JWT_* defaults before EmailSignIn's "
-    "setdefault runs, so with the host's own JWTManager the refresh cookie goes to every path "
-    "and both token cookies end with the browser session",
+    reason="flask-jwt-extended's init_app sets JWT_SESSION_COOKIE=True and "
+    "JWT_REFRESH_TOKEN_EXPIRES=30 days before EmailSignIn's setdefault runs, so a host with "
+    "its own JWTManager gets browser-session cookies and 30-day sessions",
 )
 @shows_logs_on_failure
 def test_token_cookies_follow_the_extensions_defaults(host: HostStack) -> None:
-    verified = host.verified(new_address("cookies"), COOKIE_CLIENT)
-    cookies = {cookie.split("=", 1)[0]: cookie for cookie in verified.headers.get_all("Set-Cookie")}
-    refresh = cookies["refresh_token_cookie"]
-    assert "Path=/account;" in f"{refresh};", refresh
+    cookies = set_cookies(host.verified(new_address("cookies"), COOKIE_CLIENT))
     for name in ("access_token_cookie", "refresh_token_cookie"):
         assert "Expires=" in cookies[name] or "Max-Age=" in cookies[name], cookies[name]
+    refresh = jwt_claims(cookies["refresh_token_cookie"].split(";")[0].split("=", 1)[1])
+    assert refresh["exp"] - refresh["iat"] == 14 * 24 * 3600
+
+
+def set_cookies(response: Response) -> dict[str, str]:
+    """The response's Set-Cookie headers by cookie name."""
+    headers = response.headers.get_all("Set-Cookie") or []
+    return {header.split("=", 1)[0]: header for header in headers}
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
 @shows_logs_on_failure

@@ -252,7 +252,8 @@ def test_the_email_shows_the_configured_branding(
 
 def test_a_host_template_overrides_the_built_in_email(suite_config: type, tmp_path: Any) -> None:
     (tmp_path / "email_signin" / "email").mkdir(parents=True)
-    (tmp_path / "email_signin" / "email" / "login_code.txt").write_text("Custom: {{ code }} {{ link_url }}")
+    override = tmp_path / "email_signin" / "email" / "login_code.txt"
+    override.write_text("Custom: {{ code }} {{ link_url }}")
     app = create_app(type("Override", (suite_config,), {"OTP_TEMPLATE_FOLDER": str(tmp_path)}))
     context = {"code": "123456", "link_url": "L", "app_name": "X", "minutes": 1,
                "accent_color": "#000", "support_email": None}

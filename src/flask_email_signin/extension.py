@@ -17,7 +17,7 @@ the extension object (one object may serve several apps):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from flask import Flask
@@ -126,15 +126,16 @@ class EmailSignIn:
     def _database(
         self, app: Flask, db: SQLAlchemy | None, user_model: type | None
     ) -> tuple[SQLAlchemy, type]:
-        db = db or self._db or app.extensions.get("sqlalchemy")
-        if db is None:
+        found: object = db or self._db or app.extensions.get("sqlalchemy")
+        if not isinstance(found, SQLAlchemy):
             raise RuntimeError(
                 "EmailSignIn stores users with Flask-SQLAlchemy: call db.init_app(app) "
                 "before init_app, or pass db=..."
             )
-        if app.extensions.get("sqlalchemy") is not db:
+        if app.extensions.get("sqlalchemy") is not found:
             raise RuntimeError("The db passed to EmailSignIn is not bound to this app.")
-        return db, user_model or self._user_model or default_user_model(db)
+        bound = cast(SQLAlchemy, found)
+        return bound, user_model or self._user_model or default_user_model(bound)
 
     @staticmethod
     def _jwt_manager(app: Flask) -> JWTManager:
@@ -149,7 +150,7 @@ class EmailSignIn:
                 f"is {app.config['JWT_TOKEN_LOCATION']!r}. Set JWT_TOKEN_LOCATION = "
                 "['cookies', 'headers'] (or OTP_PAGES = False for an API-only host)."
             )
-        return manager  # type: ignore[no-any-return]
+        return manager
 
 
 def manager_token_locations(app: Flask) -> list[str]:

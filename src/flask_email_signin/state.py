@@ -33,7 +33,7 @@ def current_state() -> State:
     state = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError("EmailSignIn is not initialised on this app: call init_app(app).")
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def redis_client() -> Any:

@@ -115,7 +115,8 @@ class SQLAlchemyUserStore:
                 f"{model.__name__} lacks {', '.join(missing)}: mix "
                 "flask_email_signin.UserMixin into it."
             )
-        self.db, self.model = db, model
+        self.db = db
+        self.model: Any = model  # a mapped class with UserMixin's columns
 
     def find(self, email: str) -> Any | None:
         return self.db.session.scalar(sa.select(self.model).where(self.model.email == email))

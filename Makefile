@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: install run test lint migrate clean bench chromium compose
+.PHONY: install run test test-quick lint migrate clean bench chromium compose
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ run: migrate
 ## The whole suite against real Redis, SMTP, Celery and database servers.
 test: install chromium compose
 	$(BIN)/pytest
+
+## The in-process tests only: no gunicorn, worker or browser processes (`live` marker).
+test-quick: install
+	$(BIN)/pytest -m "not live"
 
 ## Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 chromium:

@@ -23,6 +23,9 @@ from werkzeug.serving import make_server
 from app.devtools.redis_server import free_port
 from support import AuthActions, other_code
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

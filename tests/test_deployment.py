@@ -112,6 +112,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr
 
 
+@pytest.mark.live
 def test_the_boot_script_migrates_then_execs_gunicorn(
     redis_url: str, tmp_path: Path
 ) -> None:

@@ -34,6 +34,9 @@ from flask_email_signin.code_store import code_key
 from flask_email_signin.codes import email_tag
 from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, error_code, make_config, new_email
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 ROOT = Path(__file__).resolve().parent.parent
 # Each test's worker gets a broker database of its own on the suite's Redis, so the
 # suite's in-process worker (broker database 1) never takes these tests' tasks.

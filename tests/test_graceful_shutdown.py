@@ -37,6 +37,9 @@ from app.devtools.inbox import Inbox, plain_text, start_inbox
 from app.devtools.redis_server import free_port
 from support import new_email
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 
 class SlowInbox(Inbox):
     """A real SMTP server that takes `delay` seconds to accept each message."""

@@ -26,6 +26,9 @@ from live_stack import (
 from app.devtools.inbox import Inbox, plain_text
 from support import new_email
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 REQUEST_LIMIT_PER_MINUTE = 6
 
 

@@ -163,6 +163,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.live
 def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     """As under gunicorn: two processes share PROMETHEUS_MULTIPROC_DIR; /metrics sums both."""
     env = {
@@ -190,6 +191,7 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     assert counts[(("endpoint", "/auth/openapi.json"), ("method", "GET"))] == 5
 
 
+@pytest.mark.live
 def test_a_prefork_worker_serves_its_own_email_counts(
     app: object, redis_url: str, database_url: str, inbox: Inbox, tmp_path: Path
 ) -> None:

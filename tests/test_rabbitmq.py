@@ -20,6 +20,9 @@ from local_services import RABBITMQ_URL, rabbitmq_problem
 from app.devtools.inbox import Inbox
 from support import error_code, make_config, new_email
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 
 @pytest.fixture(scope="module")
 def rabbit_app(

@@ -23,6 +23,9 @@ from flask_email_signin.session_store import session_index_key, session_key
 from flask_email_signin.state import redis_client
 from support import error_code, make_config, new_email
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 # Keys written by libraries, not by the product (each is one key per command).
 LIBRARY_KEY_PREFIXES = (b"LIMITS:", b"LIMITER")
 

@@ -25,6 +25,9 @@ from app.devtools.redis_sentinel import LocalSentinelSet, start_sentinel_set
 from flask_email_signin.state import redis_client
 from support import make_config, new_email
 
+# Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
+pytestmark = pytest.mark.live
+
 
 @pytest.fixture(scope="module")
 def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSentinelSet]:

@@ -37,6 +37,7 @@ from .schemas import (
     VerifyCodeSchema,
 )
 from .sign_in import complete_sign_in
+from .settings import settings
 from .state import API_BLUEPRINT, user_store
 
 bp = extension_blueprint(API_BLUEPRINT, __name__)
@@ -123,7 +124,7 @@ def me() -> Response:
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     """The OpenAPI 3 description of this API, generated from its marshmallow schemas."""
-    prefix = request.script_root + current_app.config["OTP_URL_PREFIX"].rstrip("/")
+    prefix = request.script_root + settings.url_prefix
     return jsonify(build_openapi_document(current_app.config, prefix))
 
 

@@ -356,12 +356,6 @@ def test_the_refresh_cookie_goes_only_to_the_extension(host: HostStack) -> None:
     assert "Path=/account;" in f"{cookies['refresh_token_cookie']};"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flask-jwt-extended's init_app sets JWT_SESSION_COOKIE=True and "
-    "JWT_REFRESH_TOKEN_EXPIRES=30 days before EmailSignIn's setdefault runs, so a host with "
-    "its own JWTManager gets browser-session cookies and 30-day sessions",
-)
 @shows_logs_on_failure
 def test_token_cookies_follow_the_extensions_defaults(host: HostStack) -> None:
     cookies = set_cookies(host.verified(new_address("cookies"), COOKIE_CLIENT))

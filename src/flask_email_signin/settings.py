@@ -9,11 +9,13 @@ takes effect at once. README.md ("Configuration") documents each key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
+from flask_jwt_extended import JWTManager
 
 DEFAULTS: Mapping[str, Any] = {
     # Where the extension is mounted: its API, and its pages when OTP_PAGES is on.
@@ -66,8 +68,11 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_CLI_MAIL_NAME": "mail",
 }
 
-# flask-jwt-extended settings the extension needs. Set only when the app has none
-# (a host's own JWTManager may already have set its library defaults).
+# flask-jwt-extended settings the extension needs. Set when the app has none, or still
+# has flask-jwt-extended's own default: a host's JWTManager, bound before the extension,
+# `setdefault`s the library's values first (browser-session cookies, no SameSite,
+# 30-day refresh tokens), and those must not silently win over these. A value the host
+# chose itself (anything but the library default) is kept.
 JWT_DEFAULTS: Mapping[str, Any] = {
     "JWT_TOKEN_LOCATION": ["cookies", "headers"],
     "JWT_COOKIE_CSRF_PROTECT": True,
@@ -173,12 +178,26 @@ class Settings:
 settings = Settings()
 
 
+@functools.cache
+def library_jwt_defaults() -> Mapping[str, Any]:
+    """flask-jwt-extended's own defaults, as its JWTManager sets them on an app."""
+    probe = Flask("flask_email_signin.jwt_defaults")
+    JWTManager._set_default_configuration_options(probe)
+    return dict(probe.config)
+
+
 def apply_defaults(config: dict[str, Any]) -> None:
-    """`setdefault` every key the extension reads (the app's own values win)."""
+    """`setdefault` every key the extension reads (the app's own choices win)."""
     for key, value in DEFAULTS.items():
         config.setdefault(key, value)
+    library = library_jwt_defaults()
     for key, value in JWT_DEFAULTS.items():
-        config.setdefault(key, value)
+        # JWT_TOKEN_LOCATION is never widened behind the host's back: init_app explains.
+        unset_or_library = key not in config or (
+            key != "JWT_TOKEN_LOCATION" and config[key] == library.get(key)
+        )
+        if unset_or_library:
+            config[key] = value
     # The refresh cookie goes only to the extension's endpoints: unset, or left at
     # flask-jwt-extended's own default "/" by a host's JWTManager, it is narrowed to them.
     if config.get("JWT_REFRESH_COOKIE_PATH", "/") == "/":

@@ -37,11 +37,10 @@ def settings_from_environment() -> dict[str, Any]:
     return {
         "SECRET_KEY": env("SECRET_KEY"),
         "JWT_SECRET_KEY": env("JWT_SECRET_KEY"),
-        # Cookies for the sign-in pages, headers for API clients. Secure and SameSite:
-        # the production check requires both (flask-jwt-extended's own SameSite is None).
+        # Cookies for the sign-in pages, headers for API clients; Secure cookies (the
+        # production check requires them; a host on plain http in development turns it off).
         "JWT_TOKEN_LOCATION": ["cookies", "headers"],
         "JWT_COOKIE_SECURE": True,
-        "JWT_COOKIE_SAMESITE": "Lax",
         "SQLALCHEMY_DATABASE_URI": env("DATABASE_URL", "sqlite:///host.db"),
         "CELERY_BROKER_URL": env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
         "MAIL_SERVER": env("MAIL_SERVER", "localhost"),

@@ -241,3 +241,15 @@ def test_importing_the_package_changes_nothing_in_the_process(tmp_path: Path) ->
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0 and result.stdout.strip() == "clean", result.stderr
+
+
+def test_an_api_only_host_signs_in_without_pages_and_emails_carry_no_link(
+    redis_url: str, tmp_path: Path
+) -> None:
+    host = build_host(redis_url, tmp_path, OTP_PAGES=False, JWT_TOKEN_LOCATION=["headers"])
+    client = host.test_client()
+    assert client.get("/auth/login").status_code == 404
+    token = sign_in(client)["access_token"]
+    assert client.get("/dashboard", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with host.app_context():
+        assert login_link_url("a@example.org", "s" * 43) is None

@@ -18,8 +18,7 @@ from flask_jwt_extended import (
 )
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from . import login_codes
-from . import sessions as tokens
+from . import login_codes, sessions
 from .blueprints import extension_blueprint
 from .errors import SessionNotFound
 from .json_body import load_json_body
@@ -36,8 +35,8 @@ from .schemas import (
     UserSchema,
     VerifyCodeSchema,
 )
-from .sign_in import complete_sign_in
 from .settings import settings
+from .sign_in import complete_sign_in
 from .state import API_BLUEPRINT, user_store
 
 bp = extension_blueprint(API_BLUEPRINT, __name__)
@@ -94,7 +93,7 @@ def verify_otp() -> Response:
 @jwt_required(refresh=True, locations=["cookies"])
 def refresh() -> Response:
     """New access token and a rotated refresh cookie; a reused refresh token ends the session."""
-    access, refresh_token = tokens.refresh_session(get_jwt())
+    access, refresh_token = sessions.refresh_session(get_jwt())
     response = jsonify({"access_token": access, "token_type": "bearer"})
     set_access_cookies(response, access)
     set_refresh_cookies(response, refresh_token)
@@ -105,7 +104,7 @@ def refresh() -> Response:
 @jwt_required()
 def logout() -> Response:
     """End this sign-in: its access and refresh tokens stop working everywhere."""
-    tokens.end_session(get_jwt_identity(), get_jwt()["sid"], reason="logout")
+    sessions.end_session(get_jwt_identity(), get_jwt()["sid"], reason="logout")
     response = jsonify({"message": "Signed out."})
     unset_jwt_cookies(response)
     return response
@@ -132,15 +131,15 @@ def openapi_document() -> Response:
 @jwt_required()
 def list_sessions() -> Response:
     """The signed-in user's live sessions, most recently used first; `current` marks this one."""
-    sessions = tokens.list_sessions(get_jwt_identity(), current_sid=get_jwt()["sid"])
-    return jsonify(session_list_schema.dump({"sessions": sessions}))
+    live = sessions.list_sessions(get_jwt_identity(), current_sid=get_jwt()["sid"])
+    return jsonify(session_list_schema.dump({"sessions": live}))
 
 
 @bp.delete("/sessions/<sid>")
 @jwt_required()
 def revoke_session(sid: str) -> Response:
     """End one of the user's sessions; 404 for an id that is not theirs or not live."""
-    if not tokens.end_session(get_jwt_identity(), sid, reason="session_revoked"):
+    if not sessions.end_session(get_jwt_identity(), sid, reason="session_revoked"):
         raise SessionNotFound()
     current = sid == get_jwt()["sid"]
     response = jsonify({"message": "Session ended.", "current": current})
@@ -156,7 +155,7 @@ def logout_all() -> Response:
     body = load_json_body(logout_all_schema) if request.get_data(cache=True) else {}
     keep_current = body.get("keep_current", False)
     current = get_jwt()["sid"]
-    ended = tokens.end_all_sessions(
+    ended = sessions.end_all_sessions(
         get_jwt_identity(), reason="logout_all", keep=current if keep_current else None
     )
     response = jsonify({"message": "Signed out.", "ended": ended})

@@ -12,7 +12,7 @@ import click
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
-from . import sessions as tokens
+from . import sessions
 from .mail_check import diagnose, mail_settings, send_test_email
 from .roles import ROLE_NAME, is_valid_role_name
 from .schemas import NormalisedEmail
@@ -84,7 +84,7 @@ def show_user(email: str) -> None:
     click.echo(f"roles:         {', '.join(user.roles) or '-'}")
     click.echo(f"created:       {iso(user.created_at)}")
     click.echo(f"last sign-in:  {iso(user.last_login_at) or '-'}")
-    click.echo(f"live sessions: {len(tokens.list_sessions(str(user.id)))}")
+    click.echo(f"live sessions: {len(sessions.list_sessions(str(user.id)))}")
 
 
 @users_cli.command("create")
@@ -109,7 +109,7 @@ def deactivate_user(email: str) -> None:
     user = get_user(email)
     user.is_active = False
     user_store().save(user)
-    ended = tokens.end_all_sessions(str(user.id), reason="deactivated")
+    ended = sessions.end_all_sessions(str(user.id), reason="deactivated")
     click.echo(f"Deactivated {user.email}; ended {ended} session(s).")
 
 
@@ -150,7 +150,7 @@ def revoke_role(email: str, role: str, end_sessions: bool) -> None:
     user_store().save(user)
     click.echo(f"Revoked {role} from {user.email}.")
     if end_sessions:
-        ended = tokens.end_all_sessions(str(user.id), reason="admin")
+        ended = sessions.end_all_sessions(str(user.id), reason="admin")
         click.echo(f"Ended {ended} session(s).")
     else:
         click.echo("Tokens already issued keep it until their next refresh "
@@ -162,13 +162,13 @@ def revoke_role(email: str, role: str, end_sessions: bool) -> None:
 def user_sessions(email: str) -> None:
     """List the user's live sessions: id, created, last used, IP, user agent."""
     user = get_user(email)
-    sessions = tokens.list_sessions(str(user.id))
-    for info in sessions:
+    live = sessions.list_sessions(str(user.id))
+    for info in live:
         click.echo(
             f"{info.id}  created {info.created_at}  last used {info.last_used_at}  "
             f"{info.ip or '-'}  {info.user_agent or '-'}"
         )
-    click.echo(f"{len(sessions)} live session(s) for {user.email}")
+    click.echo(f"{len(live)} live session(s) for {user.email}")
 
 
 @users_cli.command("logout-all")
@@ -176,7 +176,7 @@ def user_sessions(email: str) -> None:
 def logout_all(email: str) -> None:
     """End every session of the user now; their tokens stop working at the next request."""
     user = get_user(email)
-    ended = tokens.end_all_sessions(str(user.id), reason="admin")
+    ended = sessions.end_all_sessions(str(user.id), reason="admin")
     click.echo(f"Ended {ended} session(s) of {user.email}.")
 
 

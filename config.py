@@ -94,7 +94,7 @@ class Config:
     OTP_MAX_FAILURES = env_int("OTP_MAX_FAILURES", 10)
     OTP_LOCKOUT_SECONDS = env_int("OTP_LOCKOUT_SECONDS", 900)
     OTP_HOURLY_SEND_LIMIT = env_int("OTP_HOURLY_SEND_LIMIT", 10)
-    # Per client IP, in Flask-Limiter's syntax; read on every request. One window each:
+    # Per client IP, in the `limits` syntax; read on every request. One window each:
     # every window is one more Redis round trip per request (add one with "; ...").
     # Per-email guessing and flooding are bounded separately (OTP_MAX_FAILURES,
     # OTP_RESEND_COOLDOWN_SECONDS, OTP_HOURLY_SEND_LIMIT), whatever the client's IP.

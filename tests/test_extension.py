@@ -253,3 +253,37 @@ def test_an_api_only_host_signs_in_without_pages_and_emails_carry_no_link(
     assert client.get("/dashboard", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     with host.app_context():
         assert login_link_url("a@example.org", "s" * 43) is None
+
+
+def test_a_blocklist_loader_registered_after_init_app_fails_closed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    host = build_host(redis_url, tmp_path)
+    token = sign_in(host.test_client(use_cookies=False))["access_token"]
+
+    @host.extensions["flask-jwt-extended"].token_in_blocklist_loader
+    def nothing_is_revoked(_header: dict[str, Any], _payload: dict[str, Any]) -> bool:
+        return False
+
+    host.testing = False  # answer as in production: a 500, not a raised exception
+    refused = host.test_client().get("/dashboard", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 500
+
+
+def test_every_window_of_a_limit_setting_is_enforced(redis_url: str, tmp_path: Path) -> None:
+    host = build_host(
+        redis_url, tmp_path, OTP_RATE_LIMIT_REQUEST="100 per minute; 2 per hour"
+    )
+    client = host.test_client()
+    answers = [
+        client.post("/auth/request-otp", json={"email": new_email()}) for _ in range(3)
+    ]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert error_code(answers[2]) == "rate_limited"
+    assert answers[2].get_json()["error"]["details"]["limit"] == "2 per 1 hour"
+    assert 0 < int(answers[2].headers["Retry-After"]) <= 3600
+
+
+def test_the_email_task_is_redelivered_if_its_worker_dies(host: Flask) -> None:
+    task = host.extensions["celery"].tasks[SEND_LOGIN_CODE]
+    assert task.acks_late and task.reject_on_worker_lost

@@ -29,7 +29,7 @@ from . import api, pages
 from .celery_app import celery_init_app
 from .cli import mail_cli, users_cli
 from .error_handlers import register_error_handlers, register_token_error_handlers
-from .jwt_callbacks import install_session_check
+from .jwt_callbacks import ensure_session_check, install_session_check
 from .production_guard import check_production_settings, is_production
 from .rate_limits import build_rate_limits
 from .redis_client import redis_from_url
@@ -86,6 +86,7 @@ class EmailSignIn:
         users = SQLAlchemyUserStore(*self._database(app, db, user_model))
         manager = self._jwt_manager(app)
         install_session_check(manager)
+        app.before_request(ensure_session_check)
         if "mail" not in app.extensions:
             Mail(app)
         celery_app = celery or self._celery or app.extensions.get("celery")

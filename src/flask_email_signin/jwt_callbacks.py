@@ -55,3 +55,24 @@ def install_session_check(manager: JWTManager) -> None:
 
 def session_check_installed(manager: JWTManager) -> bool:
     return bool(getattr(manager._token_in_blocklist_callback, _INSTALLED_MARK, False))
+
+
+class SessionCheckRemoved(RuntimeError):
+    """The app's JWTManager no longer runs the session check: revoked tokens would pass."""
+
+
+def ensure_session_check() -> None:
+    """Before every request of the app: fail closed if the check was replaced after init_app.
+
+    A blocklist loader registered, or a JWTManager bound, after `init_app` would
+    silently let ended sessions back in; every request then fails instead (500,
+    with this message in the log) until the order is fixed.
+    """
+    manager = current_app.extensions.get("flask-jwt-extended")
+    if manager is None or not session_check_installed(manager):
+        raise SessionCheckRemoved(
+            "The JWTManager of this app lost flask_email_signin's session check: a "
+            "token_in_blocklist_loader was registered, or a JWTManager bound, after "
+            "EmailSignIn.init_app. Do either before init_app (a loader registered first "
+            "still sees the tokens the extension did not issue)."
+        )

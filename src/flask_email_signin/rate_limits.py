@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from flask import request
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import (
     FixedWindowRateLimiter,
@@ -75,8 +75,9 @@ def build_rate_limits(config: Mapping[str, Any]) -> RateLimits:
 
 
 @functools.lru_cache(maxsize=64)
-def _parsed(limit: str) -> RateLimitItem:
-    return parse(limit)
+def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
+    """Every window of a setting: "20 per 10 minutes; 100 per day" is two."""
+    return tuple(parse_many(limits))
 
 
 def client_address() -> str:
@@ -85,19 +86,23 @@ def client_address() -> str:
 
 
 def enforce(setting: str) -> None:
-    """Count this request against the limit named by `setting`; raise RateLimited past it."""
+    """Count this request against each window of the limit named by `setting`.
+
+    Raises RateLimited at the first window it is past (each window is one Redis
+    round trip; the refused request is not counted in the windows after it).
+    """
     strategy = current_state().rate_limits.strategy
     if strategy is None:
         return
-    item = _parsed(settings.rate_limit(setting))
-    scope = request.endpoint or setting
-    if strategy.hit(item, scope, client_address()):
-        return
-    reset_at = strategy.get_window_stats(item, scope, client_address()).reset_time
-    raise RateLimited(
-        headers={"Retry-After": str(max(1, math.ceil(reset_at - time.time())))},
-        details={"limit": str(item)},
-    )
+    scope, client = request.endpoint or setting, client_address()
+    for item in _parsed(settings.rate_limit(setting)):
+        if strategy.hit(item, scope, client):
+            continue
+        reset_at = strategy.get_window_stats(item, scope, client).reset_time
+        raise RateLimited(
+            headers={"Retry-After": str(max(1, math.ceil(reset_at - time.time())))},
+            details={"limit": str(item)},
+        )
 
 
 def rate_limited(setting: str, *, on_refusal: Callable[[], None] | None = None) -> Callable[[F], F]:

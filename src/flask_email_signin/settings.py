@@ -58,7 +58,7 @@ DEFAULTS: Mapping[str, Any] = {
     # Links are built from this URL, never from a request's Host header.
     "OTP_LINK_BASE_URL": "http://127.0.0.1:5000",
     # What the pages and emails show.
-    "OTP_APP_NAME": "Sign-in",
+    "OTP_APP_NAME": "Passwordless",
     "OTP_ACCENT_COLOR": "#4f46e5",
     "OTP_SUPPORT_EMAIL": None,
     # Seconds an SMTP connect, command or reply may take before the send fails (and retries).

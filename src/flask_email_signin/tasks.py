@@ -104,6 +104,9 @@ def register_tasks(celery: Celery, app: Flask) -> None:
         bind=True,
         ignore_result=True,
         acks_late=True,
+        # Acked after the send, and handed out again if the worker dies meanwhile,
+        # whatever the Celery app's own defaults are.
+        reject_on_worker_lost=True,
         max_retries=None,
         # This app only: a shared task would be added to every Celery app of the process.
         shared=False,

@@ -8,11 +8,12 @@ export FLASK_APP := wsgi
 
 install: $(VENV)/.installed
 
+# The pinned dependencies, then the extension itself, editable: the suite imports
+# src/flask_email_signin.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	# The extension itself, editable: src/flask_email_signin is what the suite imports.
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -35,6 +35,7 @@ from .rate_limits import build_rate_limits
 from .redis_client import redis_from_url
 from .settings import apply_defaults
 from .state import EXTENSION_KEY, State
+from .task_publisher import TaskPublisher
 from .tasks import register_tasks
 from .users import SQLAlchemyUserStore, default_user_model
 
@@ -119,6 +120,7 @@ class EmailSignIn:
             ),
             users=users,
             celery=celery_app,
+            publisher=TaskPublisher(celery_app, timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"])),
             jwt=manager,
             rate_limits=build_rate_limits(config),
             pages=bool(config["OTP_PAGES"]),

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from flask_jwt_extended import JWTManager
 
     from .rate_limits import RateLimits
+    from .task_publisher import TaskPublisher
     from .users import SQLAlchemyUserStore
 
 EXTENSION_KEY = "email_signin"
@@ -24,6 +25,7 @@ class State:
     redis: Any  # redis.Redis, a lazy RedisCluster or a Sentinel-managed master
     users: SQLAlchemyUserStore
     celery: Celery
+    publisher: TaskPublisher
     jwt: JWTManager
     rate_limits: RateLimits
     pages: bool

@@ -1,0 +1,144 @@
+"""Publishing the email task: one LPUSH of the message Celery would send, on a Redis broker.
+
+`Celery.send_task` costs several hundred microseconds of CPU per message
+(routing, producer pool, kombu's serialisation layers, signals) on every
+request-otp. On a plain Redis broker the message it sends is a JSON envelope
+LPUSHed onto the queue's list; this publisher builds the same protocol-2
+message with Celery's own `amqp.as_task_v2`, wraps it as kombu's Redis
+transport does, and pushes it on a kept connection: the same message, any
+`celery worker` consumes it, at a fraction of the cost.
+
+Any other broker (RabbitMQ...), custom task routes, a key prefix or a TLS
+broker keep Celery's own `send_task`. Neither path sends Celery's
+`before/after_task_publish` signals (this path cannot; the other does):
+the request id rides in a message header instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.utils.nodenames import anon_nodename
+from kombu.exceptions import OperationalError as BrokerError
+
+
+def redis_publisher_unsupported(celery: Celery) -> str | None:
+    """Why the Redis fast path cannot serve `celery` (None: it can)."""
+    conf = celery.conf
+    url = str(conf.broker_url or "")
+    if not url.startswith("redis://"):
+        return "the broker is not a plain redis:// server"
+    if conf.task_routes or conf.task_queues:
+        return "custom task routes or queues"
+    if (conf.broker_transport_options or {}).get("global_keyprefix"):
+        return "a broker key prefix"
+    if conf.task_serializer != "json":
+        return "a task serializer other than json"
+    return None
+
+
+class RedisTaskPublisher:
+    """Pushes protocol-2 task messages straight onto a Redis broker's queue list."""
+
+    def __init__(self, celery: Celery, client: redis.Redis) -> None:
+        self.celery, self.client = celery, client
+        self.origin = anon_nodename()
+
+    def publish(
+        self,
+        name: str,
+        *,
+        kwargs: dict[str, Any],
+        expires: float,
+        kwargsrepr: str,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        task_id, queue = str(uuid.uuid4()), str(self.celery.conf.task_default_queue)
+        message = self.celery.amqp.as_task_v2(
+            task_id, name, kwargs=kwargs, expires=expires,
+            argsrepr="()", kwargsrepr=kwargsrepr, origin=self.origin,
+            ignore_result=None,  # as send_task: the task's own setting decides
+        )
+        envelope = {
+            "body": base64.b64encode(json.dumps(message.body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {**message.headers, **(headers or {})},
+            "properties": {
+                **message.properties,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        try:
+            self.client.lpush(queue, json.dumps(envelope))
+        except redis.RedisError as error:
+            # The same error as Celery's own publisher, so callers handle one kind.
+            raise BrokerError(str(error)) from error
+
+
+class CeleryTaskPublisher:
+    """Celery's own `send_task`, for every broker the fast path does not serve."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def publish(
+        self,
+        name: str,
+        *,
+        kwargs: dict[str, Any],
+        expires: float,
+        kwargsrepr: str,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        self.celery.send_task(
+            name, kwargs=kwargs, expires=expires, kwargsrepr=kwargsrepr,
+            retry=False, headers=headers,
+        )
+
+
+class TaskPublisher:
+    """Chooses its way on the first publish, once the host has finished configuring Celery."""
+
+    def __init__(self, celery: Celery, *, timeout: float) -> None:
+        self.celery, self.timeout = celery, timeout
+        self._chosen: RedisTaskPublisher | CeleryTaskPublisher | None = None
+        self._lock = threading.Lock()
+
+    def _choose(self) -> RedisTaskPublisher | CeleryTaskPublisher:
+        with self._lock:
+            if self._chosen is None:
+                if redis_publisher_unsupported(self.celery) is not None:
+                    self._chosen = CeleryTaskPublisher(self.celery)
+                else:
+                    client = redis.Redis.from_url(
+                        str(self.celery.conf.broker_url),
+                        socket_timeout=self.timeout,
+                        socket_connect_timeout=self.timeout,
+                        health_check_interval=30,
+                    )
+                    self._chosen = RedisTaskPublisher(self.celery, client)
+            return self._chosen
+
+    def publish(
+        self,
+        name: str,
+        *,
+        kwargs: dict[str, Any],
+        expires: float,
+        kwargsrepr: str,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        (self._chosen or self._choose()).publish(
+            name, kwargs=kwargs, expires=expires, kwargsrepr=kwargsrepr, headers=headers
+        )

@@ -1,0 +1,82 @@
+"""The email task's publisher: on a Redis broker, exactly the message Celery would send."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import redis
+from celery import Celery
+from flask import Flask
+from support import AuthActions
+
+from flask_email_signin.task_publisher import (
+    CeleryTaskPublisher,
+    RedisTaskPublisher,
+    TaskPublisher,
+    redis_publisher_unsupported,
+)
+from flask_email_signin.tasks import REDACTED_KWARGS, SEND_LOGIN_CODE
+
+KWARGS = {"email": "a@example.org", "code": "123456", "expires_at": 1, "link_secret": "s"}
+PER_MESSAGE = {"id", "root_id", "expires"}  # ids and times differ from message to message
+
+
+def pushed(client: redis.Redis) -> dict[str, Any]:
+    raw = client.rpop("celery")
+    assert isinstance(raw, bytes), "nothing was queued"
+    return dict(json.loads(raw))
+
+
+def test_the_fast_path_sends_what_send_task_sends(redis_url: str) -> None:
+    broker_url = f"{redis_url}/7"
+    celery = Celery("publisher-test", broker=broker_url)
+    celery.conf.update(task_serializer="json", accept_content=["json"])
+    client = redis.Redis.from_url(broker_url)
+    client.delete("celery")
+    try:
+        options = {"kwargs": KWARGS, "expires": 300, "kwargsrepr": REDACTED_KWARGS,
+                   "headers": {"request_id": "r-1"}}
+        CeleryTaskPublisher(celery).publish(SEND_LOGIN_CODE, **options)
+        expected = pushed(client)
+        RedisTaskPublisher(celery, client).publish(SEND_LOGIN_CODE, **options)
+        actual = pushed(client)
+    finally:
+        client.delete("celery", "_kombu.binding.celery")
+        client.close()
+
+    assert base64.b64decode(actual["body"]) == base64.b64decode(expected["body"])
+    assert json.loads(base64.b64decode(actual["body"]))[1] == KWARGS
+    assert {k: v for k, v in actual.items() if k not in ("body", "headers", "properties")} == {
+        k: v for k, v in expected.items() if k not in ("body", "headers", "properties")
+    }
+    same_headers = set(expected["headers"]) - PER_MESSAGE
+    assert set(actual["headers"]) == set(expected["headers"])
+    assert {k: actual["headers"][k] for k in same_headers} == {
+        k: expected["headers"][k] for k in same_headers
+    }
+    assert actual["headers"]["kwargsrepr"] == REDACTED_KWARGS  # no secret in monitoring
+    for key in ("delivery_mode", "delivery_info", "priority", "body_encoding"):
+        assert actual["properties"][key] == expected["properties"][key], key
+    assert actual["properties"]["correlation_id"] == actual["headers"]["id"]
+
+
+def test_the_suite_app_publishes_on_the_fast_path_and_the_worker_sends_the_email(
+    auth: AuthActions, email: str, app: Flask
+) -> None:
+    assert auth.request_code(email).status_code == 202
+    assert auth.read_code_from_inbox(email)  # a real worker consumed the pushed message
+    publisher: TaskPublisher = app.extensions["email_signin"].publisher
+    assert isinstance(publisher._chosen, RedisTaskPublisher)
+
+
+def test_other_brokers_and_custom_routes_keep_send_task() -> None:
+    rabbit = Celery("rabbit", broker="amqp://guest:guest@127.0.0.1:5672//")
+    assert redis_publisher_unsupported(rabbit) == "the broker is not a plain redis:// server"
+    routed = Celery("routed", broker="redis://127.0.0.1:1/0")
+    routed.conf.task_routes = {SEND_LOGIN_CODE: {"queue": "mail"}}
+    assert redis_publisher_unsupported(routed) == "custom task routes or queues"
+    plain = Celery("plain", broker="redis://127.0.0.1:1/0")
+    plain.conf.task_serializer = "json"
+    assert redis_publisher_unsupported(plain) is None

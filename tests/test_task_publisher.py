@@ -9,7 +9,6 @@ from typing import Any
 import redis
 from celery import Celery
 from flask import Flask
-from support import AuthActions
 
 from flask_email_signin.task_publisher import (
     CeleryTaskPublisher,
@@ -18,6 +17,7 @@ from flask_email_signin.task_publisher import (
     redis_publisher_unsupported,
 )
 from flask_email_signin.tasks import REDACTED_KWARGS, SEND_LOGIN_CODE
+from support import AuthActions
 
 KWARGS = {"email": "a@example.org", "code": "123456", "expires_at": 1, "link_secret": "s"}
 PER_MESSAGE = {"id", "root_id", "expires"}  # ids and times differ from message to message

@@ -287,3 +287,38 @@ def test_every_window_of_a_limit_setting_is_enforced(redis_url: str, tmp_path: P
 def test_the_email_task_is_redelivered_if_its_worker_dies(host: Flask) -> None:
     task = host.extensions["celery"].tasks[SEND_LOGIN_CODE]
     assert task.acks_late and task.reject_on_worker_lost
+
+
+@pytest.mark.parametrize("allow_signup", [True, False])
+def test_sign_in_statement_creates_stamps_or_refuses(
+    redis_url: str, tmp_path: Path, allow_signup: bool
+) -> None:
+    """The one-statement sign-in: new, returning, deactivated and (invite-only) unknown users."""
+    host = build_host(redis_url, tmp_path, OTP_ALLOW_SIGNUP=allow_signup)
+    client = host.test_client(use_cookies=False)
+    store = host.extensions["email_signin"].users
+    returning, inactive, unknown = new_email(), new_email(), new_email()
+    with host.app_context():
+        store.create(returning)
+        store.create(inactive, active=False)
+
+    def verify(email: str) -> Any:
+        return client.post("/auth/verify-otp", json={"email": email, "otp": MAGIC})
+
+    first = verify(returning)
+    assert first.status_code == 200 and first.get_json()["user"]["email"] == returning
+    assert error_code(verify(inactive)) == "account_inactive"
+    if allow_signup:
+        created = verify(unknown)
+        assert created.status_code == 200
+        profile = client.get(
+            "/auth/me", headers={"Authorization": f"Bearer {created.get_json()['access_token']}"}
+        ).get_json()
+        assert profile["email"] == unknown and profile["created_at"] == profile["last_login_at"]
+    else:
+        assert error_code(verify(unknown)) == "signup_closed"
+    with host.app_context():
+        stamped = store.find(returning)
+        assert stamped is not None and stamped.last_login_at is not None
+        assert store.find(inactive).last_login_at is None
+        assert (store.find(unknown) is not None) is allow_signup

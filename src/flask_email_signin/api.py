@@ -38,6 +38,7 @@ from .schemas import (
 from .settings import settings
 from .sign_in import complete_sign_in
 from .state import API_BLUEPRINT, user_store
+from .users import public_profile
 
 bp = extension_blueprint(API_BLUEPRINT, __name__)
 
@@ -114,10 +115,10 @@ def logout() -> Response:
 @jwt_required()
 def me() -> Response:
     """The signed-in user's profile."""
-    user = user_store().get(int(get_jwt_identity()))
+    user = user_store().profile(int(get_jwt_identity()))
     if user is None:
         raise NotFound("This account no longer exists.")
-    return jsonify(profile_schema.dump(user.to_public_dict()))
+    return jsonify(profile_schema.dump(public_profile(user)))
 
 
 @bp.get("/openapi.json")

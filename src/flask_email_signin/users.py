@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -66,13 +67,18 @@ class UserMixin:
         return True
 
     def to_public_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "email": self.email,
-            "created_at": iso(self.created_at),
-            "last_login_at": iso(self.last_login_at),
-            "roles": list(self.roles or []),
-        }
+        return public_profile(self)
+
+
+def public_profile(user: Any) -> dict[str, object]:
+    """What a user sees of their account: from a model instance or a result row alike."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "created_at": iso(user.created_at),
+        "last_login_at": iso(user.last_login_at),
+        "roles": list(user.roles or []),
+    }
 
 
 class User(Protocol):
@@ -104,8 +110,18 @@ def default_user_model(db: SQLAlchemy) -> type:
     return model
 
 
+# Dialects whose INSERT ... ON CONFLICT DO UPDATE ... RETURNING signs a user in at once.
+UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+PROFILE_COLUMNS = ("id", "email", "created_at", "last_login_at", "is_active", "roles")
+
+
 class SQLAlchemyUserStore:
-    """Find, create and update users of `model` through `db.session`."""
+    """Find, create and update users of `model` through `db.session`.
+
+    The two hot paths, sign-in and the profile read, run one Core statement on an
+    autocommit connection instead (no ORM unit of work, no BEGIN/COMMIT round
+    trips): they return result rows with the profile's columns, not model objects.
+    """
 
     def __init__(self, db: SQLAlchemy, model: type) -> None:
         missing = [name for name in ("email", "is_active", "roles", "last_login_at")
@@ -151,12 +167,58 @@ class SQLAlchemyUserStore:
         user = self.find(email)
         return user is not None and bool(user.is_active)
 
+    @property
+    def _table(self) -> sa.Table:
+        return self.model.__table__
+
+    def _profile_columns(self) -> list[sa.Column[Any]]:
+        return [self._table.c[name] for name in PROFILE_COLUMNS]
+
+    def profile(self, user_id: int) -> Any | None:
+        """The user's profile columns (a row), in one autocommit SELECT."""
+        query = sa.select(*self._profile_columns()).where(self._table.c.id == user_id)
+        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return conn.execute(query).first()
+
     def sign_in(self, email: str, *, allow_signup: bool) -> Any:
         """The first sign-in creates the account; later ones stamp the time.
 
-        One statement either way (INSERT, or UPDATE after the lookup): a new row
-        is written with its sign-in time already set.
+        One statement on PostgreSQL and SQLite: an upsert that inserts the account
+        with its sign-in time, or stamps the time of an active one, and returns the
+        row (none for a deactivated account, which is then refused). Other
+        databases take the ORM path below.
         """
+        dialect = self.db.engine.dialect
+        upsert = UPSERTS.get(dialect.name)
+        if upsert is not None and dialect.insert_returning and dialect.update_returning:
+            return self._sign_in_by_statement(upsert, email, allow_signup=allow_signup)
+        return self._sign_in_by_session(email, allow_signup=allow_signup)
+
+    def _sign_in_by_statement(self, upsert: Any, email: str, *, allow_signup: bool) -> Any:
+        table, now = self._table, utcnow()
+        statement: Any
+        if allow_signup:
+            statement = upsert(table).values(email=email, created_at=now, last_login_at=now)
+            statement = statement.on_conflict_do_update(
+                index_elements=[table.c.email],
+                set_={"last_login_at": now},
+                where=table.c.is_active,
+            )
+        else:
+            statement = (
+                sa.update(table)
+                .where(table.c.email == email, table.c.is_active)
+                .values(last_login_at=now)
+            )
+        statement = statement.returning(*self._profile_columns())
+        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(statement).first()
+            if row is not None:
+                return row
+            exists = conn.execute(sa.select(table.c.id).where(table.c.email == email)).first()
+        raise AccountInactive() if exists is not None else SignupClosed()
+
+    def _sign_in_by_session(self, email: str, *, allow_signup: bool) -> Any:
         session, now = self.db.session, utcnow()
         user = self.find(email)
         if user is None:

@@ -12,8 +12,6 @@ from flask_jwt_extended import (
     get_jwt,
     get_jwt_identity,
     jwt_required,
-    set_access_cookies,
-    set_refresh_cookies,
     unset_jwt_cookies,
 )
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -35,6 +33,7 @@ from .schemas import (
     UserSchema,
     VerifyCodeSchema,
 )
+from .session_cookies import set_session_cookies
 from .settings import settings
 from .sign_in import complete_sign_in
 from .state import API_BLUEPRINT, user_store
@@ -96,8 +95,7 @@ def refresh() -> Response:
     """New access token and a rotated refresh cookie; a reused refresh token ends the session."""
     access, refresh_token = sessions.refresh_session(get_jwt())
     response = jsonify({"access_token": access, "token_type": "bearer"})
-    set_access_cookies(response, access)
-    set_refresh_cookies(response, refresh_token)
+    set_session_cookies(response, access, refresh_token)
     return response
 
 

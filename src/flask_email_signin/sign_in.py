@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, request
-from flask_jwt_extended import set_access_cookies, set_refresh_cookies
 
+from .session_cookies import set_session_cookies
 from .sessions import start_session
 from .settings import settings
 from .state import user_store
@@ -20,8 +20,7 @@ class SignedIn:
     refresh_token: str
 
     def set_cookies(self, response: Response) -> None:
-        set_access_cookies(response, self.access_token)
-        set_refresh_cookies(response, self.refresh_token)
+        set_session_cookies(response, self.access_token, self.refresh_token)
 
 
 def complete_sign_in(email: str) -> SignedIn:

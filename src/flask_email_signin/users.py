@@ -10,8 +10,10 @@ hold no password: signing in proves control of the email.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -115,6 +117,52 @@ UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 PROFILE_COLUMNS = ("id", "email", "created_at", "last_login_at", "is_active", "roles")
 
 
+@dataclass
+class _Statements:
+    """The hot paths' statements, built once per table (bound by parameters, so SQLAlchemy
+    compiles each once too)."""
+
+    table: sa.Table
+    profile: sa.Select[Any]
+    stamp: sa.Update
+    exists: sa.Select[Any]
+    upserts: dict[Any, Any]
+
+    @classmethod
+    def for_table(cls, table: sa.Table) -> _Statements:
+        columns = [table.c[name] for name in PROFILE_COLUMNS]
+        email: Any = sa.bindparam("address")
+        now: Any = sa.bindparam("now")
+        return cls(
+            table=table,
+            profile=sa.select(*columns).where(table.c.id == sa.bindparam("user_id")),
+            stamp=sa.update(table)
+            .where(table.c.email == email, table.c.is_active)
+            .values(last_login_at=now)
+            .returning(*columns),
+            exists=sa.select(table.c.id).where(table.c.email == email),
+            upserts={},
+        )
+
+    def upsert(self, insert: Any) -> Any:
+        """INSERT the account, or stamp the time of an active one; RETURNING the profile."""
+        statement = self.upserts.get(insert)
+        if statement is None:
+            table = self.table
+            values = insert(table).values(
+                email=sa.bindparam("address"),
+                created_at=sa.bindparam("now"),
+                last_login_at=sa.bindparam("now"),
+            )
+            statement = values.on_conflict_do_update(
+                index_elements=[table.c.email],
+                set_={"last_login_at": values.excluded.last_login_at},
+                where=table.c.is_active,
+            ).returning(*(table.c[name] for name in PROFILE_COLUMNS))
+            self.upserts[insert] = statement
+        return statement
+
+
 class SQLAlchemyUserStore:
     """Find, create and update users of `model` through `db.session`.
 
@@ -167,18 +215,17 @@ class SQLAlchemyUserStore:
         user = self.find(email)
         return user is not None and bool(user.is_active)
 
-    @property
-    def _table(self) -> sa.Table:
-        return self.model.__table__
+    @functools.cached_property
+    def _statements(self) -> _Statements:
+        return _Statements.for_table(self.model.__table__)
 
-    def _profile_columns(self) -> list[sa.Column[Any]]:
-        return [self._table.c[name] for name in PROFILE_COLUMNS]
+    def _autocommit(self) -> sa.Connection:
+        return self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def profile(self, user_id: int) -> Any | None:
         """The user's profile columns (a row), in one autocommit SELECT."""
-        query = sa.select(*self._profile_columns()).where(self._table.c.id == user_id)
-        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return conn.execute(query).first()
+        with self._autocommit() as conn:
+            return conn.execute(self._statements.profile, {"user_id": user_id}).first()
 
     def sign_in(self, email: str, *, allow_signup: bool) -> Any:
         """The first sign-in creates the account; later ones stamp the time.
@@ -190,32 +237,15 @@ class SQLAlchemyUserStore:
         """
         dialect = self.db.engine.dialect
         upsert = UPSERTS.get(dialect.name)
-        if upsert is not None and dialect.insert_returning and dialect.update_returning:
-            return self._sign_in_by_statement(upsert, email, allow_signup=allow_signup)
-        return self._sign_in_by_session(email, allow_signup=allow_signup)
-
-    def _sign_in_by_statement(self, upsert: Any, email: str, *, allow_signup: bool) -> Any:
-        table, now = self._table, utcnow()
-        statement: Any
-        if allow_signup:
-            statement = upsert(table).values(email=email, created_at=now, last_login_at=now)
-            statement = statement.on_conflict_do_update(
-                index_elements=[table.c.email],
-                set_={"last_login_at": now},
-                where=table.c.is_active,
-            )
-        else:
-            statement = (
-                sa.update(table)
-                .where(table.c.email == email, table.c.is_active)
-                .values(last_login_at=now)
-            )
-        statement = statement.returning(*self._profile_columns())
-        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = conn.execute(statement).first()
+        if upsert is None or not (dialect.insert_returning and dialect.update_returning):
+            return self._sign_in_by_session(email, allow_signup=allow_signup)
+        statements = self._statements
+        statement = statements.upsert(upsert) if allow_signup else statements.stamp
+        with self._autocommit() as conn:
+            row = conn.execute(statement, {"address": email, "now": utcnow()}).first()
             if row is not None:
                 return row
-            exists = conn.execute(sa.select(table.c.id).where(table.c.email == email)).first()
+            exists = conn.execute(statements.exists, {"address": email}).first()
         raise AccountInactive() if exists is not None else SignupClosed()
 
     def _sign_in_by_session(self, email: str, *, allow_signup: bool) -> Any:

@@ -223,17 +223,21 @@ class Bench:
     def plan(self, requests: int, seconds: int) -> LoadPlan:
         return LoadPlan(self.options.connections, requests, seconds)
 
-    def drive(self, requests: Sequence[Request], plan: LoadPlan, label: str) -> LoadResult:
+    def drive(
+        self, requests: Sequence[Request], plan: LoadPlan, label: str, server: str = "web"
+    ) -> LoadResult:
+        """Send `requests` to the product ("web") or to the bare ceiling app ("bare")."""
+        base_url = self.stack.bare_url if server == "bare" else self.stack.base_url
         if self.options.driver == "wrk":
             path = load.write_requests(self.stack.workdir / f"{label}.requests", requests)
-            return load.run_wrk(self.stack.base_url, path, plan)
-        return load.run_python(self.stack.base_url, requests, plan)
+            return load.run_wrk(base_url, path, plan)
+        return load.run_python(base_url, requests, plan)
 
     @contextmanager
-    def measured(self) -> Iterator[dict[str, Any]]:
+    def measured(self, server: str = "web") -> Iterator[dict[str, Any]]:
         """CPU of each server process group and the load average around a run."""
         figures: dict[str, Any] = {"loadavg_before": os.getloadavg()}
-        workers = self.stack.web_worker_processes()
+        workers = self.stack.web_worker_processes(server)
         per_worker_before = [cpu_seconds([w]) for w in workers]
         cpu_before, started = self.stack.cpu_snapshot(), time.perf_counter()
         yield figures
@@ -252,7 +256,7 @@ class Bench:
 
     def http_scenario(
         self, key: str, title: str, make_requests: Callable[[str, int], list[Request]],
-        *, paired: bool = True,
+        *, paired: bool = True, server: str = "web",
     ) -> dict[str, Any]:
         """Warm up, then `rounds` bounded slices, each right after a ceiling slice.
 
@@ -264,13 +268,15 @@ class Bench:
         rounds = max(1, opts.rounds)
         warmup = self.drive(
             make_requests("warmup", opts.warmup_requests + 64),
-            self.plan(opts.warmup_requests, opts.warmup_seconds), f"{key}-warmup",
+            self.plan(opts.warmup_requests, opts.warmup_seconds), f"{key}-warmup", server,
         )
         budget, seconds = max(1, opts.max_requests // rounds), max(1, opts.max_seconds // rounds)
         # Room for every round to be run again once (see `balanced`).
         pool = Slicer(make_requests("run", 2 * (opts.max_requests + 64 * rounds)), budget + 64)
         slices: list[LoadResult] = []
         ceilings: list[LoadResult] = []
+        cpu_per_request: list[float] = []  # µs of server CPU per answered request, per round
+        ceiling_cpu_per_request: list[float] = []
         cpu: dict[str, float] = {}
         web_split: list[list[float]] = []
         attempts: list[int] = []
@@ -278,12 +284,15 @@ class Bench:
         loadavg_before = os.getloadavg()
         for r in range(rounds):
             if paired:
-                ceiling, _ = self.balanced(
-                    lambda: self.ceiling_requests("pair", 1), budget, seconds, f"{key}-ceil-{r}"
+                ceiling, ceiling_figures = self.balanced(
+                    lambda: self.ceiling_requests("pair", 1), budget, seconds, f"{key}-ceil-{r}",
+                    "bare",
                 )
                 ceilings.append(ceiling)
-            result, figures = self.balanced(pool.take, budget, seconds, f"{key}-{r}")
+                ceiling_cpu_per_request.append(cpu_us_per_request(ceiling, ceiling_figures, "bare"))
+            result, figures = self.balanced(pool.take, budget, seconds, f"{key}-{r}", server)
             slices.append(result)
+            cpu_per_request.append(cpu_us_per_request(result, figures, server))
             web_split.append(figures["web_worker_cpu_percent"])
             attempts.append(figures["attempts"])
             for name, percent in figures["server_cpu_percent"].items():
@@ -304,6 +313,9 @@ class Bench:
             "attempts_per_round": attempts,
             "redis_per_request": state,
             "broker_per_request": broker,
+            "server": server,
+            "cpu_us_per_request": round(median(cpu_per_request), 1),
+            "cpu_us_per_request_per_round": [round(c, 1) for c in cpu_per_request],
         }
         if paired:
             scenario["paired_ceiling"] = [c.as_dict() for c in ceilings]
@@ -311,27 +323,40 @@ class Bench:
             scenario["vs_ceiling"] = {
                 "requests_per_s": median(x.requests_per_s / c.requests_per_s for x, c in pairs),
                 "p99": median(x.latency_ms["p99"] / c.latency_ms["p99"] for x, c in pairs),
+                # Server CPU per request over the bare view's, each round against its own
+                # ceiling slice: the cost ratio, whatever the machine's other load did.
+                "cpu_per_request": median([
+                    x / c
+                    for x, c in zip(cpu_per_request, ceiling_cpu_per_request, strict=True)
+                    if c > 0  # a slice too short for the clock's 10 ms CPU ticks
+                ] or [0.0]),
             }
+            scenario["ceiling_cpu_us_per_request"] = round(median(ceiling_cpu_per_request), 1)
         self.results.setdefault("scenarios", {})[key] = scenario
         return scenario
 
     def balanced(
         self, requests: Callable[[], list[Request]], budget: int, seconds: int, label: str,
+        server: str = "web",
     ) -> tuple[LoadResult, dict[str, Any]]:
-        """One slice, run again (at most twice) if a gunicorn worker process sat idle.
+        """One slice, run again (up to 4 times) while one gunicorn worker did most of the work.
 
         gthread workers accept new connections in bursts, so now and then one process
-        takes every connection of a run and the other core idles; such a slice measures
-        the accept race, not the app. Attempts and the per-process CPU are recorded.
+        takes (nearly) every connection of a run and the other core idles; such a slice
+        measures the accept race, not the app. A slice where one worker spent more than
+        70 % of the workers' CPU is discarded and run again; attempts are recorded.
         """
         attempt = 0
         while True:
             attempt += 1
-            with self.measured() as figures:
-                result = self.drive(requests(), self.plan(budget, seconds), f"{label}-{attempt}")
+            with self.measured(server) as figures:
+                result = self.drive(
+                    requests(), self.plan(budget, seconds), f"{label}-{attempt}", server
+                )
             split = figures["web_worker_cpu_percent"]
-            if attempt >= 3 or len(split) < 2 or min(split) >= 0.25 * max(split):
+            if attempt >= 5 or len(split) < 2 or max(split) <= 0.7 * sum(split):
                 figures["attempts"] = attempt
+                figures["balanced"] = len(split) < 2 or max(split) <= 0.7 * sum(split)
                 return result, figures
 
     def cost_run(
@@ -402,16 +427,22 @@ class Bench:
         return str(body["access_token"])
 
     def ceiling(self) -> dict[str, Any]:
-        return self.http_scenario(
-            "ceiling", "1. Ceiling: GET /bench/ping", self.ceiling_requests, paired=False
+        """1: the bare Flask() view; 1h: a plain view of the product app (its app-wide hooks)."""
+        scenario = self.http_scenario(
+            "ceiling", "1. Ceiling: bare Flask() GET /bench/ping", self.ceiling_requests,
+            paired=False, server="bare",
         )
+        self.http_scenario(
+            "hooks", "1h. Product app, a plain view: GET /bench/ping", self.ceiling_requests
+        )
+        return scenario
 
     def ceiling_again(self) -> dict[str, Any]:
         """The ceiling once more after scenarios 2-4: the gap between the two runs shows
         how much the machine's other load moved meanwhile."""
         return self.http_scenario(
-            "ceiling_again", "1'. Ceiling again: GET /bench/ping", self.ceiling_requests,
-            paired=False,
+            "ceiling_again", "1'. Ceiling again: bare Flask() GET /bench/ping",
+            self.ceiling_requests, paired=False, server="bare",
         )
 
     def request_otp(self) -> dict[str, Any]:
@@ -623,6 +654,12 @@ class Bench:
         }
         self.results["costs"] = costs
         return costs
+
+
+def cpu_us_per_request(result: LoadResult, figures: dict[str, Any], server: str) -> float:
+    """Microseconds of the server's CPU (all its processes) per answered request."""
+    seconds = figures["server_cpu_percent"][server] * figures["elapsed_s"] / 100
+    return 1e6 * seconds / max(result.requests, 1)
 
 
 def post_json(base_url: str, path: str, payload: dict[str, Any]) -> tuple[int, Any]:

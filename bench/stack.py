@@ -137,6 +137,7 @@ class Stack:
     settings: dict[str, Any] = field(default_factory=dict)
     sink: Sink = field(default_factory=Sink)
     http_port: int = 0
+    bare_port: int = 0
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _controller: Any = None
     _private_database: tuple[str, str] | None = None  # (server URL, database name)
@@ -145,6 +146,11 @@ class Stack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def bare_url(self) -> str:
+        """The bare Flask app of the ceiling (bench/bare.py), same gunicorn settings."""
+        return f"http://127.0.0.1:{self.bare_port}"
 
     def start(self, database_url: str | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -232,6 +238,14 @@ class Stack:
             "bench.app:create_bench_app()",
         ])
         self._wait_http(self.base_url + "/bench/ping", self._processes["web"], timeout=60)
+        self.bare_port = free_port()
+        self._processes["bare"] = self._spawn("bare", [
+            str(BIN / "gunicorn"), "--config", str(GUNICORN_CONFIG),
+            "--bind", f"127.0.0.1:{self.bare_port}",
+            "--workers", str(self.gunicorn_workers), "--threads", str(self.gunicorn_threads),
+            "bench.bare:app",
+        ])
+        self._wait_http(self.bare_url + "/bench/ping", self._processes["bare"], timeout=60)
 
     def start_worker(self) -> None:
         """The product's Celery worker (`celery -A worker worker`), prefork pool."""
@@ -259,14 +273,14 @@ class Stack:
         parent = psutil.Process(process.pid)
         return [parent, *parent.children(recursive=True)]
 
-    def web_worker_processes(self) -> list[psutil.Process]:
-        return self.process_tree("web")[1:]
+    def web_worker_processes(self, server: str = "web") -> list[psutil.Process]:
+        return self.process_tree(server)[1:]
 
     def cpu_snapshot(self) -> dict[str, float]:
         """CPU seconds so far of each server, and of this process (SMTP sink, Python clients)."""
         figures = {
             name: cpu_seconds(self.process_tree(name))
-            for name in ("web", "worker", "redis", "broker")
+            for name in ("web", "bare", "worker", "redis", "broker")
         }
         figures["bench_process"] = cpu_seconds([psutil.Process()])
         return figures
@@ -275,7 +289,7 @@ class Stack:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
-        for name in ("worker", "web", "broker", "redis"):
+        for name in ("worker", "web", "bare", "broker", "redis"):
             self._stop(name)
         if self._controller is not None:
             self._controller.stop()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from config import Config, config_for_env
 
@@ -19,9 +20,19 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
 
     trust_proxies(app)
+    app.session_interface = NoFlaskSession()
     register_extensions(app)
     register_blueprints(app)
     return app
+
+
+class NoFlaskSession(SecureCookieSessionInterface):
+    """This deployment keeps no Flask session (sign-in state lives in JWT cookies), so no
+    request pays for building the session cookie's signer: every request gets Flask's
+    null session, which refuses writes."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        return None
 
 
 def trust_proxies(app: Flask) -> None:

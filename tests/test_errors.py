@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from support import error_code
 
@@ -26,6 +29,38 @@ def test_body_over_max_content_length_is_413(client: FlaskClient, app: Flask) ->
         "/auth/request-otp", data=body, content_type="application/json"
     )
     assert response.status_code == 413 and error_code(response) == "payload_too_large"
+
+
+def post_streamed(app: Flask, path: str, body: bytes) -> tuple[int, str]:
+    """POST a body that comes chunked, as a WSGI server (gunicorn) hands it over: no
+    Content-Length, the stream marked as terminated by the server. Returns (status, code)."""
+    environ = EnvironBuilder(
+        path=path, method="POST", data=body, content_type="application/json"
+    ).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    chunks, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    answer = json.loads(b"".join(chunks))
+    return int(status.split()[0]), str(answer.get("error", {}).get("code", "")) \
+        if isinstance(answer, dict) else ""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"email": "' + b"a" * 64 * 1024 + b'@example.com"}',
+        # Valid JSON in the first 16 KiB, then more: once cut at the limit and accepted.
+        b'{"email": "a@example.com"}' + b" " * (16 * 1024) + b"x" * (34 * 1024),
+    ],
+    ids=["invalid", "valid-prefix"],
+)
+def test_a_streamed_body_over_max_content_length_is_413(app: Flask, body: bytes) -> None:
+    assert post_streamed(app, "/auth/request-otp", body) == (413, "payload_too_large")
+
+
+def test_a_small_streamed_body_is_read_whole(app: Flask) -> None:
+    body = b'{"email": "not an address"}'
+    assert post_streamed(app, "/auth/request-otp", body) == (422, "validation_failed")
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,10 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from limits import parse
 
 from app import create_app
+from flask_email_signin.rate_limits import describe
 from support import AuthActions, error_code, make_config, new_email, other_code
 
 
@@ -209,3 +211,12 @@ def test_a_protected_request_costs_one_redis_command_and_no_rate_limit(
     round_trips = [c for c in commands if c["db"] == state_db and c["client_address"] != "lua"]
     assert len(round_trips) == 1, round_trips
     assert not any("LIMITS" in c["command"] for c in commands), commands
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [("20 per 10 minutes", "20 per 10 minutes"), ("100/day", "100 per day"),
+     ("3 per minute", "3 per minute"), ("5 per 2 hours", "5 per 2 hours")],
+)
+def test_a_refused_limit_is_named_as_people_say_it(setting: str, said: str) -> None:
+    assert describe(parse(setting)) == said

@@ -80,6 +80,14 @@ def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(limits))
 
 
+def describe(item: RateLimitItem) -> str:
+    """A window as people say it: "20 per 10 minutes", "100 per day"."""
+    unit = item.GRANULARITY.name
+    if item.multiples == 1:
+        return f"{item.amount} per {unit}"
+    return f"{item.amount} per {item.multiples} {unit}s"
+
+
 def client_address() -> str:
     """The rate-limit key: the client's IP; unknown ones share one bucket rather than escape."""
     return request.remote_addr or "unknown"
@@ -101,7 +109,7 @@ def enforce(setting: str) -> None:
         reset_at = strategy.get_window_stats(item, scope, client).reset_time
         raise RateLimited(
             headers={"Retry-After": str(max(1, math.ceil(reset_at - time.time())))},
-            details={"limit": str(item)},
+            details={"limit": describe(item)},
         )
 
 

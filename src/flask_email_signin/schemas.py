@@ -26,7 +26,8 @@ class NormalisedEmail(fields.String):
     """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        # Pasted addresses often carry spaces around them; the page trims them too.
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
         if len(text) > MAX_EMAIL_LENGTH:
             raise ValidationError(f"Must be at most {MAX_EMAIL_LENGTH} characters.")
         try:

@@ -1,32 +1,27 @@
-"""The session cookies are set exactly as flask-jwt-extended's own functions set them."""
+"""The session cookies: the library's names, paths and flags, lifetimes that follow the tokens."""
 
 from __future__ import annotations
+
+import re
+import time
 
 import pytest
 from flask import Flask, Response
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
+    decode_token,
     set_access_cookies,
     set_refresh_cookies,
 )
 
 from flask_email_signin.session_cookies import set_session_cookies
 
+LIFETIME = re.compile(r"; (Expires=[^;]+|Max-Age=\d+)")
 
-@pytest.mark.parametrize(
-    ("overrides", "cookies"),
-    [
-        ({}, 4),
-        ({"JWT_COOKIE_CSRF_PROTECT": False}, 2),
-        ({"JWT_SESSION_COOKIE": True, "JWT_COOKIE_DOMAIN": "example.org"}, 4),
-    ],
-)
-def test_same_cookies_as_the_library(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object], cookies: int
-) -> None:
-    for key, value in overrides.items():
-        monkeypatch.setitem(app.config, key, value)
+
+def cookies(app: Flask) -> tuple[list[str], list[str], dict[str, int]]:
+    """Ours and the library's Set-Cookie headers for one fresh pair, and the tokens' exp."""
     with app.test_request_context():
         access = create_access_token("7", additional_claims={"sid": "s"})
         refresh = create_refresh_token("7", additional_claims={"sid": "s"})
@@ -34,5 +29,44 @@ def test_same_cookies_as_the_library(
         set_session_cookies(ours, access, refresh)
         set_access_cookies(library, access)
         set_refresh_cookies(library, refresh)
-    assert ours.headers.getlist("Set-Cookie") == library.headers.getlist("Set-Cookie")
-    assert len(ours.headers.getlist("Set-Cookie")) == cookies
+        expiry = {"access": decode_token(access)["exp"], "refresh": decode_token(refresh)["exp"]}
+    return ours.headers.getlist("Set-Cookie"), library.headers.getlist("Set-Cookie"), expiry
+
+
+@pytest.mark.parametrize(
+    ("overrides", "count"),
+    [
+        ({}, 4),
+        ({"JWT_COOKIE_CSRF_PROTECT": False}, 2),
+        ({"JWT_COOKIE_DOMAIN": "example.org"}, 4),
+        ({"JWT_SESSION_COOKIE": True}, 4),
+    ],
+)
+def test_the_libraries_cookies_but_for_their_lifetimes(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object], count: int
+) -> None:
+    for key, value in overrides.items():
+        monkeypatch.setitem(app.config, key, value)
+    ours, library, _ = cookies(app)
+    assert len(ours) == count
+    assert [LIFETIME.sub("", c) for c in ours] == [LIFETIME.sub("", c) for c in library]
+
+
+def test_each_cookie_expires_with_its_token(app: Flask) -> None:
+    ours, _, expiry = cookies(app)
+    now = int(time.time())
+    max_age = {c.split("=", 1)[0]: int(re.search(r"Max-Age=(\d+)", c).group(1))  # type: ignore[union-attr]
+               for c in ours}
+    names = app.config
+    for cookie, token in ((names["JWT_ACCESS_COOKIE_NAME"], "access"),
+                          (names["JWT_ACCESS_CSRF_COOKIE_NAME"], "access"),
+                          (names["JWT_REFRESH_COOKIE_NAME"], "refresh"),
+                          (names["JWT_REFRESH_CSRF_COOKIE_NAME"], "refresh")):
+        assert abs(max_age[cookie] - (expiry[token] - now)) <= 2, cookie
+    assert max_age[names["JWT_ACCESS_COOKIE_NAME"]] <= 15 * 60
+
+
+def test_session_cookies_carry_no_lifetime(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app.config, "JWT_SESSION_COOKIE", True)
+    ours, _, _ = cookies(app)
+    assert not any(LIFETIME.search(c) for c in ours)

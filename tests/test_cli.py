@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,3 +205,17 @@ def test_mail_send_test_never_prints_the_password(mail_app: Any) -> None:
     # The suite's server offers no AUTH: the login step fails and is explained.
     assert result.exit_code == 1 and "offers no login" in result.output
     assert "hunter2-very-secret" not in result.output
+
+
+def test_mail_send_test_diagnoses_a_server_that_never_answers(mail_app: Any) -> None:
+    """A port that accepts connections but never greets (a firewall, the wrong TLS mode)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        app = mail_app(MAIL_PORT=port, OTP_MAIL_TIMEOUT_SECONDS=1)
+        result = app.test_cli_runner().invoke(args=["mail", "send-test", new_email("x")])
+    finally:
+        silent.close()
+    assert result.exit_code == 1
+    assert "No answer from" in result.output and "OTP_MAIL_TIMEOUT_SECONDS=1" in result.output
+    assert "closed the connection" not in result.output

@@ -72,7 +72,12 @@ def diagnose(error: BaseException, config: Mapping[str, Any]) -> str:
         )
     if isinstance(error, socket.gaierror):
         return f"MAIL_SERVER={config.get('MAIL_SERVER')!r} does not resolve to an address."
-    if isinstance(error, TimeoutError):
+    # smtplib reports a greeting or reply that never came as a dropped connection.
+    timed_out = isinstance(error, TimeoutError) or (
+        isinstance(error, smtplib.SMTPServerDisconnected)
+        and isinstance(error.__context__, TimeoutError)
+    )
+    if timed_out:
         return (
             f"No answer from {where} within OTP_MAIL_TIMEOUT_SECONDS="
             f"{config.get('OTP_MAIL_TIMEOUT_SECONDS')}. A firewall may drop the connection, "

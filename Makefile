@@ -21,8 +21,12 @@ migrate: install
 	$(BIN)/flask db upgrade
 
 ## Redis (started if none answers), SMTP inbox, Celery worker and gunicorn on :8000.
+## /metrics adds up both gunicorn workers and the Celery worker: a multiprocess directory,
+## emptied at each start.
 run: migrate
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
+	rm -rf instance/metrics && mkdir -p instance/metrics
+	PROMETHEUS_MULTIPROC_DIR="$(abspath instance/metrics)" PATH="$(abspath $(BIN)):$$PATH" \
+	  $(BIN)/honcho start -f Procfile
 
 ## The whole suite against real Redis, SMTP, Celery and database servers.
 test: install chromium compose

@@ -122,3 +122,11 @@ def test_signed_in_answers_match_the_document(auth: AuthActions, email: str) -> 
     ended = auth.client.delete(f"/auth/sessions/{current}", headers=auth.csrf_header())
     conforms("DELETE", "/auth/sessions/{sid}", ended)
     conforms("POST", "/auth/logout", auth.client.post("/auth/logout"), status=401)
+
+
+def test_the_document_says_which_addresses_are_refused(client: Any) -> None:
+    schema = client.get("/auth/openapi.json").get_json()["components"]["schemas"]
+    description = schema["RequestCode"]["properties"]["email"]["description"]
+    assert ".test" in description and "trimmed" in description
+    refused = client.post("/auth/request-otp", json={"email": "x@w1cn5.test"})
+    assert refused.status_code == 422

@@ -105,7 +105,16 @@ RETRY_AFTER = {
 def _email_and_code_formats(self: Any, field: fields.Field, **_kwargs: Any) -> dict[str, Any]:
     """What the custom email field accepts, in OpenAPI terms."""
     if isinstance(field, NormalisedEmail):
-        return {"format": "email", "maxLength": MAX_EMAIL_LENGTH}
+        return {
+            "format": "email",
+            "maxLength": MAX_EMAIL_LENGTH,
+            "description": (
+                "An address mail can be delivered to, trimmed of surrounding spaces: an ASCII "
+                "local part, and a domain with a dot (internationalised names allowed) that is "
+                "not special-use or reserved (.test, .invalid, .localhost, .local, .onion and "
+                ".arpa are refused with 422). Compared case-insensitively."
+            ),
+        }
     return {}
 
 

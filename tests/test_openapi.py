@@ -124,7 +124,7 @@ def test_signed_in_answers_match_the_document(auth: AuthActions, email: str) -> 
     conforms("POST", "/auth/logout", auth.client.post("/auth/logout"), status=401)
 
 
-def test_the_document_says_which_addresses_are_refused(client: Any) -> None:
+def test_the_document_says_which_addresses_are_refused(client: FlaskClient) -> None:
     schema = client.get("/auth/openapi.json").get_json()["components"]["schemas"]
     description = schema["RequestCode"]["properties"]["email"]["description"]
     assert ".test" in description and "trimmed" in description

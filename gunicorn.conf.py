@@ -37,6 +37,11 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 # balancer set this above its idle timeout, or it may reuse a connection we just closed.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 
+# A header may be 32 KiB (gunicorn's default is 8 KiB): a client's oversized bearer token or
+# cookie then reaches the app and gets its JSON error, not gunicorn's own HTML page. Longer
+# headers, request lines over 4 KiB or more than 100 headers still get gunicorn's page.
+limit_request_field_size = 32 * 1024
+
 # Recycle workers now and then so slow leaks in any library cannot grow unbounded;
 # jitter keeps all workers from restarting at once.
 max_requests = 10_000

@@ -161,3 +161,11 @@ def test_each_email_is_sent_exactly_once_by_two_workers(nodes: TwoNodes, inbox: 
     taken = [task for worker in nodes.workers for task in worker.received_task_ids()]
     assert len(taken) >= len(emails) and len(set(taken)) == len(taken)
 
+
+
+def test_an_oversized_bearer_token_gets_the_json_envelope_through_gunicorn(
+    nodes: TwoNodes,
+) -> None:
+    """A 20 KB token passes gunicorn's header limit and is refused by the app, in JSON."""
+    status, body = nodes.a.request("GET", "/auth/me", token="x" * 20_000)
+    assert status == 401 and body["error"]["code"] == "token_invalid"

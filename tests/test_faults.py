@@ -40,7 +40,7 @@ pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parent.parent
 # Each test's worker gets a broker database of its own on the suite's Redis, so the
 # suite's in-process worker (broker database 1) never takes these tests' tasks.
-BROKER_DB = {"smtp": 3, "sigkill": 4}
+BROKER_DB = {"smtp": 3, "sigkill": 4, "state": 5}
 
 
 def timed(call: Callable[[], Any], limit: float = 15.0) -> tuple[Any, float]:
@@ -388,3 +388,44 @@ def test_worker_killed_mid_send_is_redelivered_and_sends_once(
             assert code not in worker.log()
     finally:
         controller.stop()
+
+
+def test_state_store_stalled_in_the_worker_is_retried_and_the_email_arrives(
+    redis_url: str,
+    database_url: str,
+    inbox: Inbox,
+    tmp_path: Path,
+    worker_processes: list[WorkerProcess],
+) -> None:
+    """A Redis error inside the email task is retried while the code lives, not fatal."""
+    broker_url = f"{redis_url}/{BROKER_DB['state']}"
+    flush_db(redis_url, BROKER_DB["state"])
+    port = free_port()
+    state = start_server(port, tmp_path / "state")
+    state_url = f"redis://127.0.0.1:{port}/0"
+    app = create_app(make_config(
+        redis_url, database_url, inbox.port,  # type: ignore[attr-defined]
+        OTP_REDIS_URL=state_url, OTP_CELERY_BROKER_URL=broker_url,
+    ))
+    client = app.test_client()
+    try:
+        email = new_email()
+        assert client.post("/auth/request-otp", json={"email": email}).status_code == 202
+        # Stalled, not gone: the code is still there once the server answers again.
+        os.kill(state.pid, signal.SIGSTOP)
+        worker = WorkerProcess(
+            tmp_path / "state-worker.log", REDIS_URL=state_url, CELERY_BROKER_URL=broker_url,
+            DATABASE_URL=database_url, MAIL_PORT=str(inbox.port),  # type: ignore[attr-defined]
+            REDIS_SOCKET_TIMEOUT="0.5",
+        )
+        worker_processes.append(worker)
+        worker.wait_for_log("state store unavailable")
+        os.kill(state.pid, signal.SIGCONT)
+        code = code_in(inbox.wait_for(email, timeout=30)[0])
+        signed_in = client.post("/auth/verify-otp", json={"email": email, "otp": code})
+        assert signed_in.status_code == 200
+        assert worker.log().count("login email sent") == 1
+    finally:
+        os.kill(state.pid, signal.SIGCONT)
+        state.kill()
+        state.wait(timeout=10)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from typing import Any
+from typing import Any, NoReturn
 
+import redis
 from celery import Celery, Task
+from celery.exceptions import Ignore
 from flask import Flask, has_app_context
 
 from . import code_store as store
@@ -63,7 +65,11 @@ def send_login_code(
     if time.time() >= expires_at:
         log.info("login email dropped: code expired before delivery")
         return
-    state = store.login_mail_state(tag, secret_digest(CODE_PURPOSE, email, code), task_id)
+    try:
+        state = store.login_mail_state(tag, secret_digest(CODE_PURPOSE, email, code), task_id)
+    except redis.RedisError as error:
+        # The code may well still be live: try again, like a mail server outage.
+        retry_while_the_code_lives(task, error, expires_at, "state store")
     if state == "stale":
         log.info("login email dropped: code replaced, used or expired")
         return
@@ -80,19 +86,30 @@ def send_login_code(
             log.error("login email refused by the mail server: %s", type(error).__name__)
             EMAILS.labels("failed").inc()
             raise
-        delay = min(2 ** (task.request.retries + 1), MAX_RETRY_DELAY_SECONDS)
-        if time.time() + delay >= expires_at:
-            log.warning("login email dropped: mail server down until the code expired")
-            EMAILS.labels("failed").inc()
-            return
-        log.warning("mail server unavailable (%s); retry in %ss", type(error).__name__, delay)
-        EMAILS.labels("retried").inc()
-        # A retry is a new message and Celery does not carry kwargsrepr over to it:
-        # redact its logged arguments again, or the worker would log the code.
-        raise task.retry(countdown=delay, exc=error, kwargsrepr=REDACTED_KWARGS) from None
-    store.mark_mail_sent(tag, task_id, int(expires_at - time.time()) + 60)
+        retry_while_the_code_lives(task, error, expires_at, "mail server")
+    try:
+        store.mark_mail_sent(tag, task_id, int(expires_at - time.time()) + 60)
+    except redis.RedisError as error:
+        # Sent all the same: only a redelivery of this very task could send it twice.
+        log.warning("login email sent, but not marked as sent: %s", type(error).__name__)
     log.info("login email sent")
     EMAILS.labels("sent").inc()
+
+
+def retry_while_the_code_lives(
+    task: Task, error: Exception, expires_at: int, service: str
+) -> NoReturn:
+    """Retry with exponential backoff, or drop the email once its code would be dead."""
+    delay = min(2 ** (task.request.retries + 1), MAX_RETRY_DELAY_SECONDS)
+    if time.time() + delay >= expires_at:
+        log.warning("login email dropped: %s down until the code expired", service)
+        EMAILS.labels("failed").inc()
+        raise Ignore()
+    log.warning("%s unavailable (%s); retry in %ss", service, type(error).__name__, delay)
+    EMAILS.labels("retried").inc()
+    # A retry is a new message and Celery does not carry kwargsrepr over to it:
+    # redact its logged arguments again, or the worker would log the code.
+    raise task.retry(countdown=delay, exc=error, kwargsrepr=REDACTED_KWARGS) from None
 
 
 def register_tasks(celery: Celery, app: Flask) -> None:

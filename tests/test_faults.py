@@ -40,7 +40,7 @@ pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parent.parent
 # Each test's worker gets a broker database of its own on the suite's Redis, so the
 # suite's in-process worker (broker database 1) never takes these tests' tasks.
-BROKER_DB = {"smtp": 3, "sigkill": 4, "state": 5}
+BROKER_DB = {"smtp": 3, "sigkill": 4, "state": 5, "sweep": 6}
 
 
 def timed(call: Callable[[], Any], limit: float = 15.0) -> tuple[Any, float]:
@@ -390,7 +390,54 @@ def test_worker_killed_mid_send_is_redelivered_and_sends_once(
         controller.stop()
 
 
+def test_a_live_worker_sends_a_killed_workers_email_within_the_visibility_timeout(
+    app: Flask,  # the suite's database, migrated
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    worker_processes: list[WorkerProcess],
+) -> None:
+    """No restart needed: a running worker's periodic sweep restores the unacknowledged task."""
+    broker_url = f"{redis_url}/{BROKER_DB['sweep']}"
+    flush_db(redis_url, BROKER_DB["sweep"])
+    port = free_port()
+    box = StallingInbox()
+    controller = start_inbox(box, port)
+    env = {
+        "REDIS_URL": f"{redis_url}/0", "CELERY_BROKER_URL": broker_url,
+        "DATABASE_URL": database_url, "MAIL_PORT": str(port),
+        "CELERY_VISIBILITY_TIMEOUT": "2",  # sweeps every second (a tenth, at least 1 s)
+    }
+    client: FlaskClient = create_app(
+        make_config(redis_url, database_url, port, OTP_CELERY_BROKER_URL=broker_url)
+    ).test_client()
+    try:
+        first = WorkerProcess(tmp_path / "sweep-1.log", **env)
+        worker_processes.append(first)
+        first.wait_for_log(" ready.")
+        email = new_email()
+        assert client.post("/auth/request-otp", json={"email": email}).status_code == 202
+        assert box.stalled.wait(30), "the worker never reached DATA"
+        second = WorkerProcess(tmp_path / "sweep-2.log", **env)
+        worker_processes.append(second)
+        second.wait_for_log(" ready.")
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+        killed_at = time.monotonic()
+        message = box.wait_for(email, timeout=30)[0]
+        delay = time.monotonic() - killed_at
+        # Visibility (2 s) + one sweep (1 s) + the send; kombu's own default waits ~100 s.
+        assert delay < 8, f"redelivered after {delay:.1f} s"
+        code = code_in(message)
+        assert client.post("/auth/verify-otp", json={"email": email, "otp": code}).status_code \
+            == 200
+        assert len(box.to(email)) == 1
+    finally:
+        controller.stop()
+
+
 def test_state_store_stalled_in_the_worker_is_retried_and_the_email_arrives(
+    app: Flask,  # the suite's database, migrated
     redis_url: str,
     database_url: str,
     inbox: Inbox,
@@ -403,11 +450,11 @@ def test_state_store_stalled_in_the_worker_is_retried_and_the_email_arrives(
     port = free_port()
     state = start_server(port, tmp_path / "state")
     state_url = f"redis://127.0.0.1:{port}/0"
-    app = create_app(make_config(
+    stalled_app = create_app(make_config(
         redis_url, database_url, inbox.port,  # type: ignore[attr-defined]
         OTP_REDIS_URL=state_url, OTP_CELERY_BROKER_URL=broker_url,
     ))
-    client = app.test_client()
+    client = stalled_app.test_client()
     try:
         email = new_email()
         assert client.post("/auth/request-otp", json={"email": email}).status_code == 202

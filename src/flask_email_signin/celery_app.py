@@ -34,9 +34,15 @@ def broker_url(config: Any) -> str:
     return url
 
 
+def restore_sweep_seconds(visibility_timeout: int) -> int:
+    """A tenth of the visibility timeout, between 1 and 10 s: one cheap ZRANGE a sweep."""
+    return max(1, min(10, visibility_timeout // 10))
+
+
 def celery_settings(config: Any) -> dict[str, Any]:
     """Celery's settings, derived from the Flask config."""
     timeout = float(config["OTP_REDIS_SOCKET_TIMEOUT"])
+    visibility = int(config["OTP_CELERY_VISIBILITY_TIMEOUT"])
     return {
         "broker_url": broker_url(config),
         "task_ignore_result": True,
@@ -49,7 +55,12 @@ def celery_settings(config: Any) -> dict[str, Any]:
         "broker_transport_options": {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            "visibility_timeout": int(config["OTP_CELERY_VISIBILITY_TIMEOUT"]),
+            "visibility_timeout": visibility,
+            # Every live worker sweeps for unacknowledged tasks of dead workers this often
+            # (kombu's default sweep is about every 100 s, whatever the visibility timeout):
+            # a killed worker's email is sent again within visibility + this sweep.
+            "unacked_restore_interval": restore_sweep_seconds(visibility),
+            "unacked_restore_throttle": 1,
         },
         "task_serializer": "json",
         "accept_content": ["json"],

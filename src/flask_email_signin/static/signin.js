@@ -75,11 +75,14 @@
       : "Something went wrong. Please try again.";
   const retryAfter = (result) => Math.max(1, parseInt(result.headers.get("Retry-After") || "0", 10) || 0);
 
-  // A cookie-authenticated request; an expired access token is refreshed once.
+  // A cookie-authenticated request; an expired access token is refreshed once. The access
+  // cookie expires with its token, so "expired" often reads as "missing": the refresh
+  // cookie's CSRF twin, readable here, tells whether a session may still be refreshed.
   async function authed(method, path) {
     const csrf = method === "GET" ? undefined : CSRF_ACCESS;
     let result = await call(method, path, { csrf });
-    if (result.status === 401 && errorCode(result) === "token_expired") {
+    const code = result.status === 401 ? errorCode(result) : "";
+    if (code === "token_expired" || (code === "token_missing" && readCookie(CSRF_REFRESH))) {
       const refreshed = await call("POST", `${API}/refresh`, { csrf: CSRF_REFRESH });
       if (refreshed.status === 200) result = await call(method, path, { csrf });
     }

@@ -220,3 +220,57 @@ def test_a_protected_request_costs_one_redis_command_and_no_rate_limit(
 )
 def test_a_refused_limit_is_named_as_people_say_it(setting: str, said: str) -> None:
     assert describe(parse(setting)) == said
+
+
+def state_round_trips(url: str, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Commands the clients sent to the state database (those run inside a script are not)."""
+    state_db = int(url.rsplit("/", 1)[1])
+    return [c for c in commands if c["db"] == state_db and c["client_address"] != "lua"]
+
+
+def test_request_and_verify_count_their_limit_in_their_own_script(
+    auth: AuthActions, email: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One state round trip each: the per-IP window is counted inside the code's script."""
+    url = auth.app.config["OTP_REDIS_URL"]
+    with redis_monitor(url) as commands:
+        assert auth.request_code(email).status_code == 202
+    assert len(state_round_trips(url, commands)) == 1, commands
+    assert any(c["command"].startswith("INCR rl:") for c in commands), commands
+
+    code = auth.read_code_from_inbox(email)
+    with redis_monitor(url) as commands:
+        verified = auth.verify(email, code)
+    assert verified.status_code == 200
+    # The code's script (with the window) and the session's: two, as before without limits.
+    assert len(state_round_trips(url, commands)) == 2, commands
+
+    # Still the decorator's answer when a folded window refuses.
+    monkeypatch.setitem(auth.app.config, "OTP_RATE_LIMIT_VERIFY", "1 per minute")
+    client = client_from(auth.app, new_ip())
+    assert client.post("/auth/verify-otp", json={"email": email, "otp": code}).status_code == 401
+    refused = client.post("/auth/verify-otp", json={"email": email, "otp": code})
+    assert_rate_limited(refused, 60)
+    assert refused.get_json()["error"]["details"]["limit"] == "1 per minute"
+
+
+def test_windows_that_cannot_be_folded_are_counted_by_limits(
+    suite_config: type, celery_worker: object
+) -> None:
+    """Another strategy (or a Cluster, another storage) counts through `limits` first."""
+    config = make_config(
+        suite_config.OTP_REDIS_URL.rsplit("/", 1)[0],
+        suite_config.SQLALCHEMY_DATABASE_URI,
+        suite_config.MAIL_PORT,
+        OTP_RATE_LIMIT_STRATEGY="moving-window",
+        OTP_RATE_LIMIT_REQUEST="2 per minute",
+    )
+    moving = create_app(config)
+    assert not moving.extensions["email_signin"].rate_limits.foldable
+    client = client_from(moving, new_ip())
+    for _ in range(2):
+        assert client.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
+    refused = client.post("/auth/request-otp", json={"email": new_email()})
+    assert_rate_limited(refused, 60)
+    assert refused.get_json()["error"]["details"]["limit"] == "2 per minute"
+    moving.extensions["email_signin"].redis.close()

@@ -22,7 +22,7 @@ from .errors import SessionNotFound
 from .json_body import load_json_body
 from .metrics import VERIFICATIONS
 from .openapi import build_openapi_document
-from .rate_limits import rate_limited
+from .rate_limits import per_ip_windows, rate_limited
 from .schemas import (
     CodeSentSchema,
     LogoutAllSchema,
@@ -53,11 +53,11 @@ logout_all_schema = LogoutAllSchema()
 
 
 @bp.post("/request-otp")
-@rate_limited("OTP_RATE_LIMIT_REQUEST")
 def request_otp() -> tuple[Response, int]:
     """Email a one-time sign-in code to the given address."""
+    windows = per_ip_windows("OTP_RATE_LIMIT_REQUEST")
     body = load_json_body(request_code_schema)
-    sent = login_codes.request_login_code(body["email"])
+    sent = login_codes.request_login_code(body["email"], windows)
     payload = {
         "message": "If the address can sign in, a code is on its way.",
         "expires_in": sent.expires_in,
@@ -67,11 +67,13 @@ def request_otp() -> tuple[Response, int]:
 
 
 @bp.post("/verify-otp")
-@rate_limited("OTP_RATE_LIMIT_VERIFY", on_refusal=VERIFICATIONS.labels("rate_limited").inc)
 def verify_otp() -> Response:
     """Exchange a valid code for a session: access and refresh cookies plus a bearer token."""
+    windows = per_ip_windows(
+        "OTP_RATE_LIMIT_VERIFY", on_refusal=VERIFICATIONS.labels("rate_limited").inc
+    )
     body = load_json_body(verify_code_schema)
-    login_codes.verify_login_code(body["email"], body["otp"])
+    login_codes.verify_login_code(body["email"], body["otp"], windows)
     signed_in = complete_sign_in(body["email"])
     response = jsonify(
         signed_in_schema.dump(

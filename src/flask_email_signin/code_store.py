@@ -22,12 +22,17 @@ from dataclasses import dataclass
 
 from redis.commands.core import Script
 
+from .rate_limits import NO_WINDOWS, Windows
+from .rate_limits import PER_IP_WINDOWS_LUA as _PER_IP
 from .redis_client import KEEP_TTL_LUA as _KEEP
 from .redis_client import lua_script as _script
 from .state import redis_client
 
-ISSUE_CODE = _KEEP + """
--- ARGV: digest, ttl, cooldown, hourly_limit[, link_digest, sealed_email]
+ISSUE_CODE = _KEEP + _PER_IP + """
+-- ARGV: digest, ttl, cooldown, hourly_limit, link_digest, sealed_email ('' for none),
+-- then the per-IP windows (KEYS[2..]; see rate_limits).
+local limited = over_per_ip_limit(7)
+if limited then return limited end
 local now = tonumber(redis.call('TIME')[1])
 local st = redis.call('HMGET', KEYS[1], 's', 'w', 'k')
 local issued = tonumber(st[1] or '0')
@@ -39,7 +44,7 @@ if sent >= tonumber(ARGV[4]) then return {'hourly_limit', window + 3600 - now} e
 local ttl = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'c', ARGV[1], 'x', now + ttl, 'n', 0, 's', now,
            'w', window, 'k', sent + 1)
-if ARGV[5] then
+if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'l', ARGV[5], 'm', ARGV[6])
 else
   redis.call('HDEL', KEYS[1], 'l', 'm')
@@ -58,10 +63,13 @@ end
 return 0
 """
 
-CONSUME_CODE = _KEEP + """
--- ARGV: digest, max_attempts, max_failures, lockout_seconds
+CONSUME_CODE = _KEEP + _PER_IP + """
+-- ARGV: digest, max_attempts, max_failures, lockout_seconds, then the per-IP windows
+-- (KEYS[2..]; see rate_limits).
 -- Check, count and consume in one step: two concurrent right answers
 -- cannot both win, and a wrong answer always costs an attempt.
+local limited = over_per_ip_limit(5)
+if limited then return limited end
 local now = tonumber(redis.call('TIME')[1])
 local st = redis.call('HMGET', KEYS[1], 'c', 'x', 'n', 'f', 'u')
 local locked_until = tonumber(st[5] or '0')
@@ -129,10 +137,12 @@ return 'due'
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a script decided, and a number of seconds or tries that goes with it."""
+    """What a script decided, and a number of seconds or tries that goes with it
+    (`window`: which per-IP window refused a 'rate_limited' request, from 1)."""
 
     status: str
     value: int
+    window: int = 0
 
 
 _ISSUE, _WITHDRAW, _CONSUME, _MAIL_STATE = map(
@@ -142,8 +152,8 @@ _CONSUME_LINK, _LINK_STATE = map(_script, (CONSUME_LINK, LINK_STATE))
 
 
 def _run(script: Script, keys: list[str], args: list[bytes | str | int]) -> Outcome:
-    status, value = script(keys=keys, args=args, client=redis_client())
-    return Outcome(status.decode(), int(value))
+    status, value, *window = script(keys=keys, args=args, client=redis_client())
+    return Outcome(status.decode(), int(value), int(window[0]) if window else 0)
 
 
 def code_key(tag: str) -> str:
@@ -163,12 +173,17 @@ def issue_code(
     hourly_limit: int,
     link_digest: bytes | None = None,
     sealed_email: bytes | None = None,
+    windows: Windows = NO_WINDOWS,
 ) -> Outcome:
-    """Replace the email's code (and link); refused inside the cooldown or over the hourly cap."""
-    args: list[bytes | str | int] = [digest, ttl, cooldown, hourly_limit]
-    if link_digest is not None and sealed_email is not None:
-        args += [link_digest, sealed_email]
-    return _run(_ISSUE, [code_key(tag)], args)
+    """Replace the email's code (and link); refused inside the cooldown, over the hourly
+    cap, or over a per-IP window (`windows`, counted first, in the same script)."""
+    with_link = link_digest is not None and sealed_email is not None
+    args: list[bytes | str | int] = [
+        digest, ttl, cooldown, hourly_limit,
+        link_digest if with_link else "", sealed_email if with_link else "",  # type: ignore[list-item]
+        *windows.args,
+    ]
+    return _run(_ISSUE, [code_key(tag), *windows.keys], args)
 
 
 def withdraw_code(tag: str, digest: bytes) -> None:
@@ -176,10 +191,21 @@ def withdraw_code(tag: str, digest: bytes) -> None:
 
 
 def consume_code(
-    tag: str, digest: bytes, *, max_attempts: int, max_failures: int, lockout: int
+    tag: str,
+    digest: bytes,
+    *,
+    max_attempts: int,
+    max_failures: int,
+    lockout: int,
+    windows: Windows = NO_WINDOWS,
 ) -> Outcome:
-    """Atomically check a guess: ok, wrong, exhausted, expired or locked."""
-    return _run(_CONSUME, [code_key(tag)], [digest, max_attempts, max_failures, lockout])
+    """Atomically check a guess: ok, wrong, exhausted, expired, locked, or rate_limited
+    (a per-IP window of `windows`, counted first, in the same script)."""
+    return _run(
+        _CONSUME,
+        [code_key(tag), *windows.keys],
+        [digest, max_attempts, max_failures, lockout, *windows.args],
+    )
 
 
 def consume_link(tag: str, digest: bytes) -> Outcome:

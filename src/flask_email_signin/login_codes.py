@@ -27,6 +27,7 @@ from .errors import (
     VerificationLocked,
 )
 from .metrics import CODES_REQUESTED, VERIFICATIONS
+from .rate_limits import NO_WINDOWS, Windows
 from .settings import settings
 from .tasks import queue_login_email
 
@@ -39,7 +40,7 @@ class CodeSent:
     resend_in: int
 
 
-def request_login_code(email: str) -> CodeSent:
+def request_login_code(email: str, windows: Windows = NO_WINDOWS) -> CodeSent:
     """Issue a new code for `email` (replacing any older one) and queue its email.
 
     The view does the same work whether or not the email has an account; the
@@ -60,7 +61,11 @@ def request_login_code(email: str) -> CodeSent:
         hourly_limit=settings.hourly_send_limit,
         link_digest=secret_digest(LINK_PURPOSE, email, link_secret),
         sealed_email=seal_email(email, tag, link_secret),
+        windows=windows,
     )
+    if outcome.status == "rate_limited":
+        CODES_REQUESTED.labels("rate_limited").inc()
+        raise windows.refusal(outcome.window, outcome.value)
     if outcome.status == "cooldown":
         CODES_REQUESTED.labels("cooldown").inc()
         raise ResendCooldown(headers={"Retry-After": str(outcome.value)})
@@ -80,8 +85,11 @@ def request_login_code(email: str) -> CodeSent:
     return CodeSent(expires_in=ttl, resend_in=cooldown)
 
 
-def verify_login_code(email: str, otp: str) -> None:
-    """Check a guess atomically: return if it is the live code, raise the reason if not."""
+def verify_login_code(email: str, otp: str, windows: Windows = NO_WINDOWS) -> None:
+    """Check a guess atomically: return if it is the live code, raise the reason if not.
+
+    `windows`: the client's per-IP windows, counted by the same script first.
+    """
     magic = settings.dev_magic_code
     if magic and otp == magic:
         VERIFICATIONS.labels("ok").inc()
@@ -92,7 +100,11 @@ def verify_login_code(email: str, otp: str) -> None:
         max_attempts=settings.max_attempts,
         max_failures=settings.max_failures,
         lockout=settings.lockout_seconds,
+        windows=windows,
     )
+    if outcome.status == "rate_limited":
+        VERIFICATIONS.labels("rate_limited").inc()
+        raise windows.refusal(outcome.window, outcome.value)
     raise_for_outcome(outcome)
 
 

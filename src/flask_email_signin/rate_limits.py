@@ -45,9 +45,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class RateLimits:
-    """One app's limiter (None when OTP_RATE_LIMIT_ENABLED is off)."""
+    """One app's limiter (None when OTP_RATE_LIMIT_ENABLED is off).
+
+    `foldable`: fixed windows on the state store's own single Redis (not a Cluster,
+    where the counters would sit in other slots than the code's key), so request-otp
+    and verify-otp count them inside the script that does their work.
+    """
 
     strategy: RateLimiter | None
+    foldable: bool = False
 
 
 def storage_uri(config: Mapping[str, Any]) -> str:
@@ -71,7 +77,79 @@ def build_rate_limits(config: Mapping[str, Any]) -> RateLimits:
     storage = storage_from_string(
         storage_uri(config), socket_timeout=timeout, socket_connect_timeout=timeout
     )
-    return RateLimits(strategy=STRATEGIES[name](storage))
+    foldable = (
+        name == "fixed-window"
+        and not config.get("OTP_RATE_LIMIT_STORAGE_URI")
+        and not config.get("OTP_REDIS_CLUSTER")
+        and not str(config["OTP_REDIS_URL"]).lower().startswith(("redis+cluster", "rediss+cluster"))
+    )
+    return RateLimits(strategy=STRATEGIES[name](storage), foldable=foldable)
+
+
+# Per-IP fixed windows counted by the script that does the request's work, in the same
+# round trip (see code_store). KEYS[2..] are the windows' counters; from ARGV[first]
+# on, each window's amount and seconds. The semantics are `limits`' fixed window: the
+# window starts at its first hit, and a refused request is not counted in later ones.
+PER_IP_WINDOWS_LUA = """
+local function over_per_ip_limit(first)
+  for i = 2, #KEYS do
+    local at = first + 2 * (i - 2)
+    local hits = redis.call('INCR', KEYS[i])
+    if hits == 1 then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[at + 1])) end
+    if hits > tonumber(ARGV[at]) then
+      local left = redis.call('TTL', KEYS[i])
+      if left < 1 then left = tonumber(ARGV[at + 1]) end
+      return {'rate_limited', left, i - 1}
+    end
+  end
+  return nil
+end
+"""
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The per-IP windows a store script is to count (none: counted already, or no limit)."""
+
+    items: tuple[RateLimitItem, ...] = ()
+    keys: tuple[str, ...] = ()
+    args: tuple[int, ...] = ()
+
+    def refusal(self, window: int, retry_after: int) -> RateLimited:
+        """The error for the `window`-th window (1-based), as the decorator's."""
+        return RateLimited(
+            headers={"Retry-After": str(max(1, retry_after))},
+            details={"limit": describe(self.items[window - 1])},
+        )
+
+
+NO_WINDOWS = Windows()
+
+
+def per_ip_windows(setting: str, *, on_refusal: Callable[[], None] | None = None) -> Windows:
+    """The windows of `setting` for the store script to count in its own round trip.
+
+    Where they cannot be folded (a Cluster, another storage or strategy, the
+    development magic code that skips the store), they are counted here and now,
+    and the store gets none.
+    """
+    limits = current_state().rate_limits
+    if limits.strategy is None:
+        return NO_WINDOWS
+    if not limits.foldable or settings.dev_magic_code:
+        try:
+            enforce(setting)
+        except RateLimited:
+            if on_refusal is not None:
+                on_refusal()
+            raise
+        return NO_WINDOWS
+    items, scope, client = _parsed(settings.rate_limit(setting)), request.endpoint, client_address()
+    return Windows(
+        items=items,
+        keys=tuple(f"rl:{scope}:{client}:{item.amount}/{item.get_expiry()}" for item in items),
+        args=tuple(value for item in items for value in (item.amount, item.get_expiry())),
+    )
 
 
 @functools.lru_cache(maxsize=64)

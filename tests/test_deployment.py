@@ -4,6 +4,7 @@ worker, broker apart from the state store, graceful stop windows)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -35,7 +36,7 @@ def test_compose_has_app_worker_redis_postgres_and_mailpit(compose: dict[str, An
     assert set(services) == COMPOSE_SERVICES
     app, worker = services["app"], services["worker"]
     assert app["image"] == worker["image"] and app["build"] == worker["build"] == "."
-    assert worker["command"][:4] == ["celery", "-A", "worker", "worker"]
+    assert worker["command"][:5] == ["celery", "--quiet", "-A", "worker", "worker"]
     assert "command" not in app  # the image's CMD: ./boot.sh
     assert any("8025" in port for port in services["mailpit"]["ports"])  # Mailpit's web UI
     for name in ("postgres", "redis"):
@@ -145,5 +146,10 @@ def test_the_boot_script_migrates_then_execs_gunicorn(
         assert b"gunicorn" in cmdline and b"boot.sh" not in cmdline
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        # gunicorn's own lines are JSON, like the app's: one stream of JSON lines.
+        log = (tmp_path / "boot.log").read_text()
+        listening = [line for line in log.splitlines() if "Listening at" in line]
+        assert listening and json.loads(listening[0])["logger"] == "gunicorn.error", log
+        assert not re.search(r"^\[\d{4}-\d\d-\d\d [^]]*\] \[\d+\] \[INFO\]", log, re.M), log
     finally:
         stop(process)

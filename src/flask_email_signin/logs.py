@@ -65,7 +65,12 @@ def json_log_handler(stream: IO[str] | None = None) -> logging.Handler:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Send the process's logs to stderr as JSON lines (idempotent; for entry points)."""
+    """Send the process's logs to stderr as JSON lines (idempotent; for entry points).
+
+    Python warnings (a library's deprecation, Celery's "running as root") go through
+    logging too, so they are JSON lines like the rest.
+    """
+    logging.captureWarnings(True)
     root = logging.getLogger()
     if not any(getattr(h, "_json_log_handler", False) for h in root.handlers):
         handler = json_log_handler()

@@ -121,9 +121,7 @@ class EmailSignIn:
             users=users,
             celery=celery_app,
             publisher=TaskPublisher(celery_app, timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"])),
-            jwt=manager,
             rate_limits=build_rate_limits(config),
-            pages=bool(config["OTP_PAGES"]),
         )
 
     def _database(

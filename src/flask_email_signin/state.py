@@ -9,7 +9,6 @@ from flask import current_app
 
 if TYPE_CHECKING:
     from celery import Celery
-    from flask_jwt_extended import JWTManager
 
     from .rate_limits import RateLimits
     from .task_publisher import TaskPublisher
@@ -26,9 +25,7 @@ class State:
     users: SQLAlchemyUserStore
     celery: Celery
     publisher: TaskPublisher
-    jwt: JWTManager
     rate_limits: RateLimits
-    pages: bool
 
 
 def current_state() -> State:

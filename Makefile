@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: install run test test-quick lint migrate clean bench chromium compose
+.PHONY: install translations messages run test test-quick lint migrate clean bench chromium compose
 
 install: $(VENV)/.installed
 
@@ -17,23 +17,36 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+## Compile the message catalogues (.po -> .mo; the .mo files are never committed).
+## Run before the app and the suite, so edited catalogues always take effect.
+translations: install
+	$(BIN)/pybabel compile -D flask_email_signin -d src/flask_email_signin/translations
+
+## After changing a message in the code: refresh the template and every catalogue.
+messages:
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	  --project=flask-email-signin --version=1.0.0 --copyright-holder=flask-email-signin \
+	  -o src/flask_email_signin/translations/flask_email_signin.pot .
+	$(BIN)/pybabel update -D flask_email_signin --no-fuzzy-matching --ignore-obsolete \
+	  -i src/flask_email_signin/translations/flask_email_signin.pot -d src/flask_email_signin/translations
+
 migrate: install
 	$(BIN)/flask db upgrade
 
 ## Redis (started if none answers), SMTP inbox, Celery worker and gunicorn on :8000.
 ## /metrics adds up both gunicorn workers and the Celery worker: a multiprocess directory,
 ## emptied at each start.
-run: migrate
+run: migrate translations
 	rm -rf instance/metrics && mkdir -p instance/metrics
 	PROMETHEUS_MULTIPROC_DIR="$(abspath instance/metrics)" PATH="$(abspath $(BIN)):$$PATH" \
 	  $(BIN)/honcho start -f Procfile
 
 ## The whole suite against real Redis, SMTP, Celery and database servers.
-test: install chromium compose
+test: install translations chromium compose
 	$(BIN)/pytest
 
 ## The in-process tests only: no gunicorn, worker or browser processes (`live` marker).
-test-quick: install
+test-quick: install translations
 	$(BIN)/pytest -m "not live"
 
 ## Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
@@ -48,7 +61,7 @@ compose:
 ## Benchmark (bench/): the real stack on loopback under wrk; writes bench/results/<date>.{json,md,png}.
 ## Users go to a private database on the local PostgreSQL when one answers (as in production),
 ## else SQLite; BENCH_DATABASE_URL=postgresql+psycopg://... picks another server.
-bench: install
+bench: install translations
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	BENCH_DATABASE_URL="$${BENCH_DATABASE_URL:-$$(pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
 	  && echo postgresql+psycopg://postgres@127.0.0.1:5432/postgres)}" $(BIN)/python -m bench

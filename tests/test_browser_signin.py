@@ -185,7 +185,7 @@ def test_sign_in_by_the_email_link(
         "/auth/verify-otp",
         data={"email": email, "otp": auth.read_code_from_inbox(email)},
     )
-    assert expired.status == 401 and expired.json()["error"]["code"] == "otp_expired"
+    assert expired.status == 401 and expired.json()["error"]["code"] == "otp_used"
 
     # Opening the link again gets a clear page.
     other_tab.goto(link)

@@ -14,6 +14,7 @@ from app import create_app
 from flask_email_signin import UnsafeSettingError
 from flask_email_signin.code_store import code_key
 from flask_email_signin.codes import email_tag
+from flask_email_signin.i18n import template_context
 from flask_email_signin.state import redis_client
 from support import AuthActions, error_code, other_code
 
@@ -103,7 +104,7 @@ def test_the_code_is_dead_once_the_link_was_used(
     path, secret = link
     assert post_link(auth, path, secret).status_code == 303
     response = auth.verify(email, auth.read_code_from_inbox(email))
-    assert response.status_code == 401 and error_code(response) == "otp_expired"
+    assert response.status_code == 401 and error_code(response) == "otp_used"
 
 
 def test_the_link_is_dead_once_the_code_was_used(
@@ -258,8 +259,12 @@ def test_a_host_template_overrides_the_built_in_email(suite_config: type, tmp_pa
     context = {"code": "123456", "link_url": "L", "app_name": "X", "minutes": 1,
                "accent_color": "#000", "support_email": None}
     with app.app_context():
-        overridden = render_template("email_signin/email/login_code.txt", **context)
-        built_in = render_template("email_signin/email/login_code.html", **context)
+        overridden = render_template(
+            "email_signin/email/login_code.txt", **context, **template_context(html=False)
+        )
+        built_in = render_template(
+            "email_signin/email/login_code.html", **context, **template_context()
+        )
     assert overridden == "Custom: 123456 L"
     assert "123456" in built_in and "Custom" not in built_in
 

@@ -125,7 +125,7 @@ def test_concurrent_right_answers_sign_in_exactly_once(
         thread.join(timeout=30)
     assert len(statuses) == contenders
     assert statuses.count((200, None)) == 1
-    assert statuses.count((401, "otp_expired")) == contenders - 1
+    assert statuses.count((401, "otp_used")) == contenders - 1
 
 
 def test_logout_and_logout_all_revoke_at_once_on_the_cluster(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,8 +182,11 @@ def test_migration_0002_adds_roles_to_existing_users(tmp_path: Path, suite_confi
         )
         db.session.commit()
         flask_migrate.upgrade(revision="0002")
+        roles = db.session.execute(sa.text("SELECT roles FROM users")).scalar()
+        assert json.loads(roles) == []
+        flask_migrate.upgrade()  # the model's later columns too
         user = db.session.scalar(sa.select(User).where(User.email == "old@example.com"))
-        assert user is not None and user.roles == []
+        assert user is not None and user.roles == [] and user.locale is None
         user.grant_role("admin")
         db.session.commit()
         db.session.expire_all()

@@ -17,7 +17,7 @@ def test_a_code_verifies_only_once(auth: AuthActions, email: str) -> None:
     code = auth.read_code_from_inbox(email)
     assert auth.verify(email, code).status_code == 200
     again = auth.verify(email, code)
-    assert again.status_code == 401 and error_code(again) == "otp_expired"
+    assert again.status_code == 401 and error_code(again) == "otp_used"
 
 
 def test_a_wrong_code_is_401_and_counts_an_attempt(auth: AuthActions, email: str) -> None:

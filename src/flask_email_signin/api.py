@@ -16,17 +16,22 @@ from flask_jwt_extended import (
 )
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from . import login_codes, sessions
+from . import login_codes, login_links, sessions
 from .blueprints import extension_blueprint
+from .browser_binding import set_binding_cookie
 from .errors import SessionNotFound
+from .i18n import available_locale, gettext, locale_name
 from .json_body import load_json_body
 from .metrics import VERIFICATIONS
 from .openapi import build_openapi_document
 from .rate_limits import per_ip_windows, rate_limited
 from .schemas import (
+    ApprovalPollSchema,
+    ApprovalWaitingSchema,
     CodeSentSchema,
     LogoutAllSchema,
     ProfileSchema,
+    ProfileUpdateSchema,
     RequestCodeSchema,
     SessionListSchema,
     SignedInSchema,
@@ -35,7 +40,7 @@ from .schemas import (
 )
 from .session_cookies import set_session_cookies
 from .settings import settings
-from .sign_in import complete_sign_in
+from .sign_in import SignedIn, complete_sign_in
 from .state import API_BLUEPRINT, user_store
 from .users import public_profile
 
@@ -50,6 +55,9 @@ user_schema = UserSchema()
 profile_schema = ProfileSchema()
 session_list_schema = SessionListSchema()
 logout_all_schema = LogoutAllSchema()
+approval_poll_schema = ApprovalPollSchema()
+approval_waiting_schema = ApprovalWaitingSchema()
+profile_update_schema = ProfileUpdateSchema()
 
 
 @bp.post("/request-otp")
@@ -57,13 +65,19 @@ def request_otp() -> tuple[Response, int]:
     """Email a one-time sign-in code to the given address."""
     windows = per_ip_windows("OTP_RATE_LIMIT_REQUEST")
     body = load_json_body(request_code_schema)
-    sent = login_codes.request_login_code(body["email"], windows)
+    sent = login_codes.request_login_code(
+        body["email"], windows, bind_browser=body["bind_browser"], locale=locale_name()
+    )
     payload = {
-        "message": "If the address can sign in, a code is on its way.",
+        "message": gettext("If the address can sign in, a code is on its way."),
         "expires_in": sent.expires_in,
         "resend_in": sent.resend_in,
+        "approval_number": sent.approval_number,
     }
-    return jsonify(code_sent_schema.dump(payload)), 202
+    response = jsonify(code_sent_schema.dump(payload))
+    if sent.binding:
+        set_binding_cookie(response, sent.binding)
+    return response, 202
 
 
 @bp.post("/verify-otp")
@@ -74,11 +88,14 @@ def verify_otp() -> Response:
     )
     body = load_json_body(verify_code_schema)
     login_codes.verify_login_code(body["email"], body["otp"], windows)
-    signed_in = complete_sign_in(body["email"])
+    return signed_in_response(complete_sign_in(body["email"]))
+
+
+def signed_in_response(signed_in: SignedIn) -> Response:
     response = jsonify(
         signed_in_schema.dump(
             {
-                "message": "Signed in.",
+                "message": gettext("Signed in."),
                 "access_token": signed_in.access_token,
                 "token_type": "bearer",
                 "user": user_schema.dump(signed_in.user),
@@ -87,6 +104,19 @@ def verify_otp() -> Response:
     )
     signed_in.set_cookies(response)
     return response
+
+
+@bp.post("/link-approval")
+@rate_limited("OTP_RATE_LIMIT_APPROVAL_POLL")
+def link_approval() -> Response | tuple[Response, int]:
+    """The asking browser's poll: signed in once its link is approved on another device."""
+    body = load_json_body(approval_poll_schema)
+    email = body["email"]
+    approval = login_links.collect_approval(email)
+    if not approval.approved:
+        waiting = {"status": "waiting", "expires_in": approval.seconds_left}
+        return jsonify(approval_waiting_schema.dump(waiting)), 202
+    return signed_in_response(complete_sign_in(email))
 
 
 @bp.post("/refresh")
@@ -106,7 +136,7 @@ def refresh() -> Response:
 def logout() -> Response:
     """End this sign-in: its access and refresh tokens stop working everywhere."""
     sessions.end_session(get_jwt_identity(), get_jwt()["sid"], reason="logout")
-    response = jsonify({"message": "Signed out."})
+    response = jsonify({"message": gettext("Signed out.")})
     unset_jwt_cookies(response)
     return response
 
@@ -117,7 +147,20 @@ def me() -> Response:
     """The signed-in user's profile."""
     user = user_store().profile(int(get_jwt_identity()))
     if user is None:
-        raise NotFound("This account no longer exists.")
+        raise NotFound(gettext("This account no longer exists."))
+    return jsonify(profile_schema.dump(public_profile(user)))
+
+
+@bp.patch("/me")
+@jwt_required()
+def update_me() -> Response:
+    """Change the user's preferences: `locale` (null: follow the browser). Tokens carry
+    the new language from the next refresh on."""
+    body = load_json_body(profile_update_schema)
+    user_id = int(get_jwt_identity())
+    if not user_store().set_locale(user_id, available_locale(body["locale"])):
+        raise NotFound(gettext("This account no longer exists."))
+    user = user_store().profile(user_id)
     return jsonify(profile_schema.dump(public_profile(user)))
 
 
@@ -143,7 +186,7 @@ def revoke_session(sid: str) -> Response:
     if not sessions.end_session(get_jwt_identity(), sid, reason="session_revoked"):
         raise SessionNotFound()
     current = sid == get_jwt()["sid"]
-    response = jsonify({"message": "Session ended.", "current": current})
+    response = jsonify({"message": gettext("Session ended."), "current": current})
     if current:
         unset_jwt_cookies(response)
     return response
@@ -159,7 +202,7 @@ def logout_all() -> Response:
     ended = sessions.end_all_sessions(
         get_jwt_identity(), reason="logout_all", keep=current if keep_current else None
     )
-    response = jsonify({"message": "Signed out.", "ended": ended})
+    response = jsonify({"message": gettext("Signed out."), "ended": ended})
     if not keep_current:
         unset_jwt_cookies(response)
     return response

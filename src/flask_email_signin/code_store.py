@@ -7,10 +7,16 @@ Keys (the `{...}` hash tag keeps each user's keys in one cluster slot):
   `s` last issue time (resend cooldown), `w`/`k` hourly window start and codes
   sent in it, `f` consecutive failures across codes, `u` locked until,
   `l` sign-in link digest and `m` the email sealed under the link secret
-  (see app.auth.codes). Code and link are one pending sign-in sharing `x`:
+  (see codes). Code and link are one pending sign-in sharing `x`:
   using either deletes `x`, so both die; `l` stays until the next issue so a
   second click can be told "already used". Its TTL covers the longest-lived
   of those facts.
+  Telling a wrong code from an old one: `o` the digests of up to four codes this
+  one replaced (newest first), `q` the digest of the code last used.
+  Browser binding (see login_links): `b` the digest of the asking browser's
+  binding cookie, `y` the digest of the number it shows for approval elsewhere,
+  `a`/`i` its user agent and IP (shown on the approval page), `p` the decision
+  taken on another device ('a' approved, 'd' denied).
 - `mail:{<email tag>}:<task id>` - marks a login email as sent (idempotency).
 
 Each multi-step change is a Lua script, so it is atomic and one round trip.
@@ -30,8 +36,9 @@ from .state import redis_client
 
 ISSUE_CODE = _KEEP + _PER_IP + """
 -- ARGV: digest, ttl, cooldown, hourly_limit, link_digest, sealed_email ('' for none),
+-- binding digest, approval number digest, user agent, ip ('' for an unbound request),
 -- then the per-IP windows (KEYS[2..]; see rate_limits).
-local limited = over_per_ip_limit(7)
+local limited = over_per_ip_limit(11)
 if limited then return limited end
 local now = tonumber(redis.call('TIME')[1])
 local st = redis.call('HMGET', KEYS[1], 's', 'w', 'k')
@@ -42,8 +49,20 @@ local window, sent = tonumber(st[2] or '0'), tonumber(st[3] or '0')
 if window + 3600 <= now then window, sent = now, 0 end
 if sent >= tonumber(ARGV[4]) then return {'hourly_limit', window + 3600 - now} end
 local ttl = tonumber(ARGV[2])
+-- The code being replaced (or the one last used) joins the older codes.
+local old = redis.call('HMGET', KEYS[1], 'c', 'q', 'o')
+local replaced = old[1] or old[2]
+if replaced then
+  redis.call('HSET', KEYS[1], 'o', string.sub(replaced .. (old[3] or ''), 1, 64))
+end
+redis.call('HDEL', KEYS[1], 'q', 'p')
 redis.call('HSET', KEYS[1], 'c', ARGV[1], 'x', now + ttl, 'n', 0, 's', now,
            'w', window, 'k', sent + 1)
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'b', ARGV[7], 'y', ARGV[8], 'a', ARGV[9], 'i', ARGV[10])
+else
+  redis.call('HDEL', KEYS[1], 'b', 'y', 'a', 'i')
+end
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'l', ARGV[5], 'm', ARGV[6])
 else
@@ -56,7 +75,7 @@ return {'ok', now + ttl}
 WITHDRAW_CODE = """
 -- Undo an issue whose email could not be queued: the cooldown is not spent.
 if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 's', 'l', 'm')
+  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 's', 'l', 'm', 'b', 'y', 'a', 'i')
   redis.call('HINCRBY', KEYS[1], 'k', -1)
   return 1
 end
@@ -71,16 +90,27 @@ CONSUME_CODE = _KEEP + _PER_IP + """
 local limited = over_per_ip_limit(5)
 if limited then return limited end
 local now = tonumber(redis.call('TIME')[1])
-local st = redis.call('HMGET', KEYS[1], 'c', 'x', 'n', 'f', 'u')
+local st = redis.call('HMGET', KEYS[1], 'c', 'x', 'n', 'f', 'u', 'q', 'o')
 local locked_until = tonumber(st[5] or '0')
 if locked_until > now then return {'locked', locked_until - now} end
-if not st[1] or tonumber(st[2]) <= now then return {'expired', 0} end
+if not st[1] or not st[2] then
+  if st[6] == ARGV[1] then return {'used', 0} end
+  return {'expired', 0}
+end
+if tonumber(st[2]) <= now then return {'expired', 0} end
 local max_attempts = tonumber(ARGV[2])
 local attempts = tonumber(st[3] or '0')
 if attempts >= max_attempts then return {'exhausted', 0} end
 if st[1] == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u')
+  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u', 'o', 'p')
+  redis.call('HSET', KEYS[1], 'q', ARGV[1])
   return {'ok', 0}
+end
+-- An older code of this email: said so, but it costs a try like any wrong guess.
+local superseded = false
+local older = st[7] or ''
+for at = 1, #older, 16 do
+  if string.sub(older, at, at + 15) == ARGV[1] then superseded = true end
 end
 attempts = attempts + 1
 local failures = tonumber(st[4] or '0') + 1
@@ -93,32 +123,91 @@ end
 redis.call('HSET', KEYS[1], 'n', attempts, 'f', failures)
 keep(KEYS[1], lockout)
 if attempts >= max_attempts then return {'exhausted', 0} end
+if superseded then return {'superseded', max_attempts - attempts} end
 return {'wrong', max_attempts - attempts}
 """
 
-CONSUME_LINK = """
--- ARGV: link_digest
+# What using a code or link leaves: the pending sign-in is over (code, expiry,
+# counters, decision), the used code's digest stays to tell "already used".
+_END_PENDING = """
+local function end_pending(used_digest)
+  redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u', 'o', 'p')
+  if used_digest then redis.call('HSET', KEYS[1], 'q', used_digest) end
+end
+"""
+
+CONSUME_LINK = _END_PENDING + """
+-- ARGV: link_digest, binding digest of this browser ('' for none)
 -- The link's secret has 256 bits, so it cannot be guessed: a wrong link
 -- changes nothing (no attempt is counted, no lock is set), so strangers
 -- cannot burn someone's code with bad links. For the same reason the code's
--- attempt counter and the lock do not stop a right link.
+-- attempt counter and the lock do not stop a right link. A link bound to the
+-- browser that asked works in that browser only ('unbound' elsewhere).
 local now = tonumber(redis.call('TIME')[1])
-local st = redis.call('HMGET', KEYS[1], 'l', 'x')
+local st = redis.call('HMGET', KEYS[1], 'l', 'x', 'b', 'c', 'p')
 if not st[1] then return {'expired', 0} end
 if st[1] ~= ARGV[1] then return {'invalid', 0} end
+if st[5] == 'd' then return {'denied', 0} end
 if not st[2] then return {'used', 0} end
 if tonumber(st[2]) <= now then return {'expired', 0} end
-redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u')
+if st[3] and st[3] ~= ARGV[2] then return {'unbound', 0} end
+end_pending(st[4])
 return {'ok', 0}
 """
 
-LINK_STATE = """
--- Read-only: is a link pending for this email (and for how long), used or expired?
-local st = redis.call('HMGET', KEYS[1], 'l', 'x')
-if not st[1] then return {'expired', 0} end
-if not st[2] then return {'used', 0} end
+LINK_VIEW = """
+-- Read-only, for the link page. ARGV: binding digest of this browser ('' for none).
+-- Returns status (pending, used, denied, expired), seconds left, the binding
+-- ('none': an unbound link, 'here': this browser asked, 'elsewhere'), and the
+-- asking browser's user agent, IP and time of asking.
+local st = redis.call('HMGET', KEYS[1], 'l', 'x', 'b', 'a', 'i', 's', 'p')
+if not st[1] then return {'expired', 0, 'none', '', '', 0} end
+if st[7] == 'd' then return {'denied', 0, 'none', '', '', 0} end
+if not st[2] then return {'used', 0, 'none', '', '', 0} end
 local left = tonumber(st[2]) - tonumber(redis.call('TIME')[1])
+if left <= 0 then return {'expired', 0, 'none', '', '', 0} end
+local binding = 'none'
+if st[3] then binding = (st[3] == ARGV[1]) and 'here' or 'elsewhere' end
+return {'pending', left, binding, st[4] or '', st[5] or '', tonumber(st[6] or '0')}
+"""
+
+DECIDE = _END_PENDING + """
+-- Approve or deny, on another device, the sign-in of the browser that asked.
+-- ARGV: link_digest, 'approve' or 'deny', digest of the number typed ('' for deny).
+-- A wrong number denies: the person approving cannot see the asking screen.
+local now = tonumber(redis.call('TIME')[1])
+local st = redis.call('HMGET', KEYS[1], 'l', 'x', 'b', 'y', 'p')
+if not st[1] then return {'expired', 0} end
+if st[1] ~= ARGV[1] then return {'invalid', 0} end
+if st[5] == 'd' then return {'denied', 0} end
+if not st[2] then return {'used', 0} end
+if tonumber(st[2]) <= now then return {'expired', 0} end
+if not st[3] then return {'unbound', 0} end
+if st[5] == 'a' then return {'approved', 0} end
+if ARGV[2] == 'approve' and st[4] == ARGV[3] then
+  redis.call('HSET', KEYS[1], 'p', 'a')
+  return {'approved', 0}
+end
+end_pending(nil)
+redis.call('HSET', KEYS[1], 'p', 'd')
+if ARGV[2] == 'approve' then return {'mismatch', 0} end
+return {'denied', 0}
+"""
+
+COLLECT_APPROVAL = _END_PENDING + """
+-- The asking browser polls: is its sign-in approved elsewhere? Approved is
+-- taken once. ARGV: binding digest of this browser.
+local now = tonumber(redis.call('TIME')[1])
+local st = redis.call('HMGET', KEYS[1], 'b', 'p', 'x', 'c')
+if not st[1] or st[1] ~= ARGV[1] then return {'unbound', 0} end
+if st[2] == 'd' then return {'denied', 0} end
+if not st[3] then return {'used', 0} end
+local left = tonumber(st[3]) - now
 if left <= 0 then return {'expired', 0} end
+if st[2] == 'a' then
+  end_pending(st[4])
+  return {'ok', 0}
+end
 return {'pending', left}
 """
 
@@ -136,6 +225,17 @@ return 'due'
 
 
 @dataclass(frozen=True)
+class Asker:
+    """The browser a link is bound to: its binding's and approval number's digests, and
+    what the approval page shows of it."""
+
+    binding: bytes
+    number: bytes
+    user_agent: str
+    ip: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a script decided, and a number of seconds or tries that goes with it
     (`window`: which per-IP window refused a 'rate_limited' request, from 1)."""
@@ -148,7 +248,9 @@ class Outcome:
 _ISSUE, _WITHDRAW, _CONSUME, _MAIL_STATE = map(
     _script, (ISSUE_CODE, WITHDRAW_CODE, CONSUME_CODE, MAIL_STATE)
 )
-_CONSUME_LINK, _LINK_STATE = map(_script, (CONSUME_LINK, LINK_STATE))
+_CONSUME_LINK, _LINK_VIEW, _DECIDE, _COLLECT = map(
+    _script, (CONSUME_LINK, LINK_VIEW, DECIDE, COLLECT_APPROVAL)
+)
 
 
 def _run(script: Script, keys: list[str], args: list[bytes | str | int]) -> Outcome:
@@ -173,14 +275,19 @@ def issue_code(
     hourly_limit: int,
     link_digest: bytes | None = None,
     sealed_email: bytes | None = None,
+    asker: Asker | None = None,
     windows: Windows = NO_WINDOWS,
 ) -> Outcome:
-    """Replace the email's code (and link); refused inside the cooldown, over the hourly
-    cap, or over a per-IP window (`windows`, counted first, in the same script)."""
+    """Replace the email's code (and link, bound to `asker`'s browser when given); refused
+    inside the cooldown, over the hourly cap, or over a per-IP window (`windows`,
+    counted first, in the same script)."""
     with_link = link_digest is not None and sealed_email is not None
+    bound = asker is not None and with_link
     args: list[bytes | str | int] = [
         digest, ttl, cooldown, hourly_limit,
         link_digest if with_link else "", sealed_email if with_link else "",  # type: ignore[list-item]
+        *((asker.binding, asker.number, asker.user_agent, asker.ip)  # type: ignore[union-attr]
+          if bound else ("", "", "", "")),
         *windows.args,
     ]
     return _run(_ISSUE, [code_key(tag), *windows.keys], args)
@@ -208,14 +315,45 @@ def consume_code(
     )
 
 
-def consume_link(tag: str, digest: bytes) -> Outcome:
-    """Atomically use the pending link: ok, invalid, used or expired; a miss changes nothing."""
-    return _run(_CONSUME_LINK, [code_key(tag)], [digest])
+def consume_link(tag: str, digest: bytes, binding: bytes | None) -> Outcome:
+    """Atomically use the pending link: ok, invalid, used, denied, expired, or unbound
+    (bound to another browser); anything but ok changes nothing."""
+    return _run(_CONSUME_LINK, [code_key(tag)], [digest, binding or ""])
 
 
-def link_state(tag: str) -> Outcome:
-    """Without consuming anything: pending (seconds left), used or expired."""
-    return _run(_LINK_STATE, [code_key(tag)], [])
+@dataclass(frozen=True)
+class LinkView:
+    """What the link page needs: the link's state and who asked for it."""
+
+    status: str  # pending, used, denied, expired
+    seconds_left: int
+    binding: str  # none, here, elsewhere
+    user_agent: str
+    ip: str
+    asked_at: int
+
+
+def link_view(tag: str, binding: bytes | None) -> LinkView:
+    """Without consuming anything: the link's state and its binding, seen from this browser."""
+    status, left, where, agent, ip, asked = _LINK_VIEW(
+        keys=[code_key(tag)], args=[binding or ""], client=redis_client()
+    )
+    return LinkView(
+        status.decode(), int(left), where.decode(),
+        agent.decode(errors="replace"), ip.decode(errors="replace"), int(asked),
+    )
+
+
+def decide(tag: str, link_digest: bytes, *, approve: bool, number_digest: bytes | None) -> Outcome:
+    """Approve (with the number's digest) or deny the asking browser's sign-in."""
+    args = [link_digest, "approve" if approve else "deny", number_digest or ""]
+    return _run(_DECIDE, [code_key(tag)], args)  # type: ignore[arg-type]
+
+
+def collect_approval(tag: str, binding: bytes) -> Outcome:
+    """The asking browser's poll: ok (approved; the code is used now), pending, denied,
+    used, expired, or unbound (this browser did not ask)."""
+    return _run(_COLLECT, [code_key(tag)], [binding])
 
 
 def sealed_email(tag: str) -> bytes | None:

@@ -81,3 +81,23 @@ def email_tag(email: str) -> str:
     """A short keyed pseudonym for an email, so Redis keys never show addresses."""
     digest = hmac.new(_derived_key(b"email-tag"), email.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:12]).decode()
+
+
+BINDING_PURPOSE = "browser-binding"
+APPROVAL_PURPOSE = "approval-number"
+
+
+def generate_binding() -> str:
+    """256 random bits: the value of a browser's binding cookie."""
+    return secrets.token_urlsafe(LINK_SECRET_BYTES)
+
+
+def binding_digest(tag: str, binding: str) -> bytes:
+    """A binding cookie's keyed digest for one email's pending sign-in (by its tag, which
+    is all the link page knows before the link's secret arrives)."""
+    return secret_digest(BINDING_PURPOSE, tag, binding)
+
+
+def generate_approval_number() -> str:
+    """Two digits the asking browser shows and the approving device must type."""
+    return f"{secrets.randbelow(100):02d}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, jsonify
+from flask_babel.speaklater import LazyString
 from flask_jwt_extended.exceptions import (
     CSRFError,
     FreshTokenRequired,
@@ -39,6 +40,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .errors import APIError, ServiceUnavailable
+from .i18n import lazy_gettext as _
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,12 @@ log = logging.getLogger(__name__)
 def error_response(
     status: int,
     code: str,
-    message: str,
+    message: str | LazyString,
     *,
     headers: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": str(message)}
     if details:
         body["details"] = details
     response = jsonify(error=body)
@@ -74,25 +76,38 @@ HTTP_CODES = {
     500: "internal_error",
 }
 
+# In place of Werkzeug's own (English) descriptions.
+HTTP_MESSAGES = {
+    400: _("The request could not be processed."),
+    401: _("Sign in first."),
+    403: _("You may not do this."),
+    404: _("Nothing is at this address."),
+    405: _("This address does not accept that method."),
+    413: _("The request body is too large."),
+    415: _("Send the request body as JSON with Content-Type: application/json."),
+    429: _("Too many requests. Try again later."),
+    500: _("An unexpected error occurred."),
+}
+
 # flask-jwt-extended's failures: (exception, code, message); all answer 401.
-TOKEN_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
-    (NoAuthorizationError, "token_missing", "Sign in first: no access token was sent."),
+TOKEN_ERRORS: tuple[tuple[type[Exception], str, LazyString], ...] = (
+    (NoAuthorizationError, "token_missing", _("Sign in first: no access token was sent.")),
     (CSRFError, "csrf_failed",
-     "Missing or mismatched CSRF token: send the csrf cookie's value in X-CSRF-TOKEN."),
-    (ExpiredSignatureError, "token_expired", "The token has expired."),
-    (RevokedTokenError, "token_revoked", "This session has ended. Sign in again."),
-    (WrongTokenError, "wrong_token_type", "This kind of token is not accepted here."),
-    (InvalidHeaderError, "token_invalid", "The authorization header is malformed."),
-    (JWTDecodeError, "token_invalid", "The token is invalid."),
-    (InvalidTokenError, "token_invalid", "The token is invalid."),
-    (DecodeError, "token_invalid", "The token is invalid."),
-    (InvalidAudienceError, "token_invalid", "The token is not meant for this service."),
-    (InvalidIssuerError, "token_invalid", "The token was not issued by this service."),
-    (MissingRequiredClaimError, "token_invalid", "The token lacks a required claim."),
-    (InvalidQueryParamError, "token_invalid", "The token is invalid."),
-    (UserClaimsVerificationError, "token_invalid", "The token is invalid."),
-    (UserLookupError, "token_invalid", "The token's user was not found."),
-    (FreshTokenRequired, "fresh_token_required", "Sign in again for this action."),
+     _("Missing or mismatched CSRF token: send the csrf cookie's value in X-CSRF-TOKEN.")),
+    (ExpiredSignatureError, "token_expired", _("The token has expired.")),
+    (RevokedTokenError, "token_revoked", _("This session has ended. Sign in again.")),
+    (WrongTokenError, "wrong_token_type", _("This kind of token is not accepted here.")),
+    (InvalidHeaderError, "token_invalid", _("The authorization header is malformed.")),
+    (JWTDecodeError, "token_invalid", _("The token is invalid.")),
+    (InvalidTokenError, "token_invalid", _("The token is invalid.")),
+    (DecodeError, "token_invalid", _("The token is invalid.")),
+    (InvalidAudienceError, "token_invalid", _("The token is not meant for this service.")),
+    (InvalidIssuerError, "token_invalid", _("The token was not issued by this service.")),
+    (MissingRequiredClaimError, "token_invalid", _("The token lacks a required claim.")),
+    (InvalidQueryParamError, "token_invalid", _("The token is invalid.")),
+    (UserClaimsVerificationError, "token_invalid", _("The token is invalid.")),
+    (UserLookupError, "token_invalid", _("The token's user was not found.")),
+    (FreshTokenRequired, "fresh_token_required", _("Sign in again for this action.")),
 )
 
 
@@ -106,7 +121,7 @@ def handle_validation_error(error: ValidationError) -> Response:
     return error_response(
         422,
         "validation_failed",
-        "The request body has invalid fields.",
+        _("The request body has invalid fields."),
         details={"fields": error.normalized_messages()},
     )
 
@@ -114,7 +129,10 @@ def handle_validation_error(error: ValidationError) -> Response:
 def handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
     code = HTTP_CODES.get(status, f"http_{status}")
-    response = error_response(status, code, error.description or code)
+    description = error.description
+    if description == type(error).description or not description:
+        description = HTTP_MESSAGES.get(status, description or code)
+    response = error_response(status, code, description)
     valid_methods = getattr(error, "valid_methods", None)
     if status == 405 and valid_methods:
         response.headers["Allow"] = ", ".join(valid_methods)
@@ -129,10 +147,10 @@ def handle_store_down(error: Exception) -> Response:
 
 def handle_unexpected(_error: Exception) -> Response:
     log.exception("unhandled error")
-    return error_response(500, "internal_error", "An unexpected error occurred.")
+    return error_response(500, "internal_error", _("An unexpected error occurred."))
 
 
-def _token_error(code: str, message: str) -> Callable[[Exception], Response]:
+def _token_error(code: str, message: LazyString) -> Callable[[Exception], Response]:
     def handler(_error: Exception) -> Response:
         return error_response(401, code, message)
 

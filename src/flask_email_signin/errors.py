@@ -8,25 +8,31 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from flask_babel.speaklater import LazyString
+
+from .i18n import lazy_gettext as _
+
 
 class APIError(Exception):
     """Base for errors a client is meant to see; subclasses set code, status and message."""
 
     status = 400
     code = "bad_request"
-    message = "The request could not be processed."
+    message = _("The request could not be processed.")
     # Sent with every instance; the `headers` argument adds to or overrides them.
     default_headers: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
-        message: str | None = None,
+        message: str | LazyString | None = None,
         *,
         headers: dict[str, str] | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
+        # The code, not the message: a message is translated lazily, in a request.
+        super().__init__(self.code)
+        if message is not None:
+            self.message = message
         self.headers = {**self.default_headers, **(headers or {})}
         self.details = details
 
@@ -34,7 +40,7 @@ class APIError(Exception):
 class ServiceUnavailable(APIError):
     status = 503
     code = "service_unavailable"
-    message = "The service is temporarily unavailable. Please try again shortly."
+    message = _("The service is temporarily unavailable. Please try again shortly.")
     # Every 503 tells clients when to try again.
     default_headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
 
@@ -42,79 +48,91 @@ class ServiceUnavailable(APIError):
 class RateLimited(APIError):
     status = 429
     code = "rate_limited"
-    message = "Too many requests from your network. Try again later."
+    message = _("Too many requests from your network. Try again later.")
 
 
 class UnsupportedMediaType(APIError):
     status = 415
     code = "unsupported_media_type"
-    message = "Send the request body as JSON with Content-Type: application/json."
+    message = _("Send the request body as JSON with Content-Type: application/json.")
 
 
 class MalformedJSON(APIError):
     status = 400
     code = "malformed_json"
-    message = "The request body is not valid JSON."
+    message = _("The request body is not valid JSON.")
 
 
 class NotAnObject(APIError):
     status = 422
     code = "validation_failed"
-    message = "The request body must be a JSON object."
+    message = _("The request body must be a JSON object.")
 
 
 class ResendCooldown(APIError):
     status = 429
     code = "resend_cooldown"
-    message = "A code was sent moments ago. Wait before asking for another."
+    message = _("A code was sent moments ago. Wait before asking for another.")
 
 
 class HourlyLimitReached(APIError):
     status = 429
     code = "too_many_codes"
-    message = "Too many codes were requested for this email. Try again later."
+    message = _("Too many codes were requested for this email. Try again later.")
 
 
 class CodeInvalid(APIError):
     status = 401
     code = "otp_invalid"
-    message = "That code is not correct."
+    message = _("That code is not correct.")
 
 
 class CodeExpired(APIError):
     status = 401
     code = "otp_expired"
-    message = "That code has expired or was already used. Request a new one."
+    message = _("That code has expired. Request a new one.")
+
+
+class CodeUsed(APIError):
+    status = 401
+    code = "otp_used"
+    message = _("That code was already used. Request a new one to sign in again.")
+
+
+class CodeSuperseded(APIError):
+    status = 401
+    code = "otp_superseded"
+    message = _("A newer code was sent to you: use the code in the latest email.")
 
 
 class CodeExhausted(APIError):
     status = 401
     code = "otp_attempts_exceeded"
-    message = "Too many wrong tries for this code. Request a new one."
+    message = _("Too many wrong tries for this code. Request a new one.")
 
 
 class VerificationLocked(APIError):
     status = 429
     code = "verification_locked"
-    message = "Too many failed sign-in attempts for this email. Try again later."
+    message = _("Too many failed sign-in attempts for this email. Try again later.")
 
 
 class AccountInactive(APIError):
     status = 403
     code = "account_inactive"
-    message = "This account is deactivated."
+    message = _("This account is deactivated.")
 
 
 class SignupClosed(APIError):
     status = 403
     code = "signup_closed"
-    message = "Sign-up is by invitation only."
+    message = _("Sign-up is by invitation only.")
 
 
 class LinkInvalid(APIError):
     status = 400
     code = "link_invalid"
-    message = (
+    message = _(
         "This sign-in link is not valid. It may have been cut or changed, "
         "or a newer email replaced it."
     )
@@ -123,13 +141,13 @@ class LinkInvalid(APIError):
 class LinkExpired(APIError):
     status = 410
     code = "link_expired"
-    message = "This sign-in link has expired. Request a new one."
+    message = _("This sign-in link has expired. Request a new one.")
 
 
 class LinkUsed(APIError):
     status = 410
     code = "link_used"
-    message = (
+    message = _(
         "The link and the code in that email work once, and one of them was used. "
         "Ask for a new code to sign in again."
     )
@@ -138,7 +156,7 @@ class LinkUsed(APIError):
 class RefreshTokenReused(APIError):
     status = 401
     code = "refresh_token_reused"
-    message = (
+    message = _(
         "This refresh token was already used. The session has been ended for safety; "
         "sign in again."
     )
@@ -147,16 +165,43 @@ class RefreshTokenReused(APIError):
 class SessionEnded(APIError):
     status = 401
     code = "token_revoked"
-    message = "This session has ended. Sign in again."
+    message = _("This session has ended. Sign in again.")
 
 
 class SessionNotFound(APIError):
     status = 404
     code = "session_not_found"
-    message = "You have no live session with that id."
+    message = _("You have no live session with that id.")
 
 
 class Forbidden(APIError):
     status = 403
     code = "forbidden"
-    message = "You do not have the role this action needs."
+    message = _("You do not have the role this action needs.")
+
+
+class SignInDenied(APIError):
+    status = 403
+    code = "signin_denied"
+    message = _("This sign-in was denied from the link in the email. Request a new code.")
+
+
+class LinkBoundElsewhere(APIError):
+    status = 403
+    code = "link_bound_elsewhere"
+    message = _(
+        "This sign-in was asked for in another browser: approve it there, "
+        "or open the link in that browser."
+    )
+
+
+class NotTheAskingBrowser(APIError):
+    status = 403
+    code = "not_the_asking_browser"
+    message = _("No sign-in from this browser is waiting for approval.")
+
+
+class ApprovalTokenInvalid(APIError):
+    status = 403
+    code = "approval_token_invalid"
+    message = _("This approval page is out of date. Open the link from the email again.")

@@ -29,6 +29,7 @@ from . import api, pages
 from .celery_app import celery_init_app
 from .cli import mail_cli, users_cli
 from .error_handlers import register_error_handlers, register_token_error_handlers
+from .i18n import init_localization
 from .jwt_callbacks import ensure_session_check, install_session_check
 from .production_guard import check_production_settings, is_production
 from .rate_limits import build_rate_limits
@@ -122,6 +123,7 @@ class EmailSignIn:
             celery=celery_app,
             publisher=TaskPublisher(celery_app, timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"])),
             rate_limits=build_rate_limits(config),
+            localization=init_localization(app),
         )
 
     def _database(

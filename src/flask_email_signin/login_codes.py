@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from flask import request
 from kombu.exceptions import OperationalError as BrokerError
 
 from . import code_store as store
+from .browser_binding import binding_for_this_browser
 from .codes import (
+    APPROVAL_PURPOSE,
     CODE_PURPOSE,
     LINK_PURPOSE,
+    binding_digest,
     email_tag,
+    generate_approval_number,
     generate_code,
     generate_link_secret,
     seal_email,
@@ -21,11 +26,14 @@ from .errors import (
     CodeExhausted,
     CodeExpired,
     CodeInvalid,
+    CodeSuperseded,
+    CodeUsed,
     HourlyLimitReached,
     ResendCooldown,
     ServiceUnavailable,
     VerificationLocked,
 )
+from .i18n import ngettext
 from .metrics import CODES_REQUESTED, VERIFICATIONS
 from .rate_limits import NO_WINDOWS, Windows
 from .settings import settings
@@ -34,18 +42,27 @@ from .tasks import queue_login_email
 log = logging.getLogger(__name__)
 
 
+MAX_USER_AGENT_LENGTH = 256
+
+
 @dataclass(frozen=True)
 class CodeSent:
     expires_in: int
     resend_in: int
+    # With a browser binding: the cookie value to set, and the number the page shows.
+    binding: str | None = None
+    approval_number: str | None = None
 
 
-def request_login_code(email: str, windows: Windows = NO_WINDOWS) -> CodeSent:
+def request_login_code(
+    email: str, windows: Windows = NO_WINDOWS, *, bind_browser: bool = False, locale: str = ""
+) -> CodeSent:
     """Issue a new code for `email` (replacing any older one) and queue its email.
 
     The view does the same work whether or not the email has an account; the
     worker decides whether to send (see tasks.send_login_code), so neither the
-    answer nor its timing tells who is registered.
+    answer nor its timing tells who is registered. `bind_browser`: the link
+    signs in this browser only (see browser_binding); `locale`: the email's.
     """
     ttl, cooldown = settings.code_ttl, settings.resend_cooldown
     if settings.dev_magic_code:
@@ -53,6 +70,16 @@ def request_login_code(email: str, windows: Windows = NO_WINDOWS) -> CodeSent:
 
     code, link_secret = generate_code(settings.code_length), generate_link_secret()
     tag, digest = email_tag(email), secret_digest(CODE_PURPOSE, email, code)
+    binding = number = None
+    asker = None
+    if bind_browser:
+        binding, number = binding_for_this_browser(), generate_approval_number()
+        asker = store.Asker(
+            binding=binding_digest(tag, binding),
+            number=secret_digest(APPROVAL_PURPOSE, email, number),
+            user_agent=request.user_agent.string[:MAX_USER_AGENT_LENGTH],
+            ip=request.remote_addr or "",
+        )
     outcome = store.issue_code(
         tag,
         digest,
@@ -61,6 +88,7 @@ def request_login_code(email: str, windows: Windows = NO_WINDOWS) -> CodeSent:
         hourly_limit=settings.hourly_send_limit,
         link_digest=secret_digest(LINK_PURPOSE, email, link_secret),
         sealed_email=seal_email(email, tag, link_secret),
+        asker=asker,
         windows=windows,
     )
     if outcome.status == "rate_limited":
@@ -75,14 +103,16 @@ def request_login_code(email: str, windows: Windows = NO_WINDOWS) -> CodeSent:
 
     expires_at = outcome.value
     try:
-        queue_login_email(email, code, expires_at, link_secret)
+        queue_login_email(email, code, expires_at, link_secret, locale)
     except BrokerError:
         store.withdraw_code(tag, digest)
         log.error("login email not queued: broker unavailable")
         CODES_REQUESTED.labels("unavailable").inc()
         raise ServiceUnavailable() from None
     CODES_REQUESTED.labels("issued").inc()
-    return CodeSent(expires_in=ttl, resend_in=cooldown)
+    return CodeSent(
+        expires_in=ttl, resend_in=cooldown, binding=binding, approval_number=number
+    )
 
 
 def verify_login_code(email: str, otp: str, windows: Windows = NO_WINDOWS) -> None:
@@ -113,7 +143,18 @@ def raise_for_outcome(outcome: store.Outcome) -> None:
     if outcome.status == "ok":
         return
     if outcome.status == "wrong":
-        raise CodeInvalid(details={"attempts_left": outcome.value})
+        raise CodeInvalid(
+            ngettext(
+                "That code is not correct. %(num)s try left.",
+                "That code is not correct. %(num)s tries left.",
+                outcome.value,
+            ),
+            details={"attempts_left": outcome.value},
+        )
+    if outcome.status == "superseded":
+        raise CodeSuperseded(details={"attempts_left": outcome.value})
+    if outcome.status == "used":
+        raise CodeUsed()
     if outcome.status == "exhausted":
         raise CodeExhausted()
     if outcome.status == "locked":

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import redis
+from babel.dates import format_time
 from flask import Response, current_app, make_response, redirect, render_template, request, url_for
+from flask_babel.speaklater import LazyString
+from markupsafe import Markup
+from ua_parser import parse as parse_user_agent
 
 from . import login_links
 from .blueprints import extension_blueprint
@@ -22,11 +27,19 @@ from .branding import accent_color, branding
 from .errors import (
     AccountInactive,
     APIError,
+    ApprovalTokenInvalid,
+    LinkBoundElsewhere,
     LinkExpired,
     LinkInvalid,
     LinkUsed,
+    RateLimited,
+    SignInDenied,
     SignupClosed,
 )
+from .i18n import current_locale, gettext, template_context
+from .i18n import lazy_gettext as _l
+from .page_text import page_messages
+from .rate_limits import rate_limited
 from .settings import settings
 from .sign_in import complete_sign_in
 from .state import API_BLUEPRINT, PAGES_BLUEPRINT
@@ -44,6 +57,7 @@ log = logging.getLogger(__name__)
 # token_urlsafe(32) and the 12-byte email tag, both unpadded URL-safe base64.
 _SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 _TAG = re.compile(r"[A-Za-z0-9_-]{16}")
+_NUMBER = re.compile(r"[0-9]{2}")
 
 # No inline script or style anywhere: everything comes from this origin's files.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -73,20 +87,45 @@ def add_security_headers(response: Response) -> Response:
 
 
 def _page(template: str, status: int = 200, **context: object) -> Response:
-    return make_response(render_template(template, **branding(), **context), status)
+    return make_response(
+        render_template(template, **branding(), **template_context(), **page_links(), **context),
+        status,
+    )
+
+
+def page_links() -> dict[str, Markup]:
+    """Elements the pages' translated sentences embed (escaped in, never translated)."""
+    address = settings.support_email
+    return {
+        "support_link": Markup('<a href="mailto:{0}">{0}</a>').format(address or ""),
+        "sign_in_page_link": Markup('<a href="{0}">{1}</a>').format(
+            url_for(".sign_in_page"), gettext("sign-in page")
+        ),
+    }
 
 
 def _problem(title: str, message: str, status: int) -> Response:
     return _page("email_signin/link_problem.html", status, title=title, message=message)
 
 
-PROBLEM_TITLES: dict[type[APIError], str] = {
-    LinkInvalid: "This link does not work",
-    LinkExpired: "This link has expired",
-    LinkUsed: "This link was already used",
-    AccountInactive: "This account is deactivated",
-    SignupClosed: "Sign-up is by invitation only",
+PROBLEM_TITLES: dict[type[APIError], LazyString] = {
+    LinkInvalid: _l("This link does not work"),
+    LinkExpired: _l("This link has expired"),
+    LinkUsed: _l("This link was already used"),
+    SignInDenied: _l("This sign-in was denied"),
+    LinkBoundElsewhere: _l("Approve this sign-in instead"),
+    ApprovalTokenInvalid: _l("This page is out of date"),
+    AccountInactive: _l("This account is deactivated"),
+    SignupClosed: _l("Sign-up is by invitation only"),
+    RateLimited: _l("Too many attempts"),
 }
+LINK_ERRORS = tuple(PROBLEM_TITLES)
+
+
+def _problem_for(error: APIError) -> Response:
+    response = _problem(str(PROBLEM_TITLES[type(error)]), str(error.message), error.status)
+    response.headers.update(error.headers)
+    return response
 
 
 @bp.get("/login")
@@ -100,6 +139,9 @@ def sign_in_page() -> Response:
         api_base=url_for(f"{API_BLUEPRINT}.request_otp").rsplit("/", 1)[0],
         csrf_access_cookie=config["JWT_ACCESS_CSRF_COOKIE_NAME"],
         csrf_refresh_cookie=config["JWT_REFRESH_CSRF_COOKIE_NAME"],
+        code_email=Markup('<strong id="code-email" class="address"></strong>'),
+        signed_in_email=Markup('<strong id="signed-in-email" class="address"></strong>'),
+        page_messages=page_messages(),
     )
 
 
@@ -113,37 +155,128 @@ def theme_css() -> Response:
 
 @bp.get("/link/<tag>")
 def link_page(tag: str) -> Response:
-    """Confirmation page of an emailed link; consumes nothing (mail scanners prefetch links)."""
+    """An emailed link; consumes nothing (mail scanners open links, run scripts, press buttons).
+
+    In the browser that asked, the page signs in at once; in another browser (or
+    for a scanner) it offers to approve the asking browser's sign-in instead; a
+    link of an unbound request keeps a button that signs in this browser.
+    """
     if not _TAG.fullmatch(tag):
-        return _problem(PROBLEM_TITLES[LinkInvalid], LinkInvalid.message, LinkInvalid.status)
-    state = login_links.link_state(tag)
-    if state.status == "used":
-        return _problem(PROBLEM_TITLES[LinkUsed], LinkUsed.message, LinkUsed.status)
-    if state.status != "pending":
-        return _problem(PROBLEM_TITLES[LinkExpired], LinkExpired.message, LinkExpired.status)
-    minutes = max(1, -(-state.value // 60))
-    return _page("email_signin/link_confirm.html", tag=tag, minutes=minutes)
+        return _problem_for(LinkInvalid())
+    view = login_links.link_view(tag)
+    if view.status == "used":
+        return _problem_for(LinkUsed())
+    if view.status == "denied":
+        return _problem_for(SignInDenied())
+    if view.status != "pending":
+        return _problem_for(LinkExpired())
+    if view.binding == "elsewhere":
+        return _page(
+            "email_signin/link_approve.html",
+            tag=tag,
+            approval_token=login_links.approval_token(tag),
+            asker_device=describe_device(view.user_agent),
+            asker_time=Markup('<time datetime="{0}">{1}</time>').format(
+                datetime.fromtimestamp(view.asked_at, UTC).isoformat(),
+                format_time(datetime.fromtimestamp(view.asked_at, UTC), "short", tzinfo=UTC,
+                            locale=current_locale()) + " UTC",
+            ),
+            asker_ip=view.ip or gettext("an unknown address"),
+        )
+    minutes = max(1, -(-view.seconds_left // 60))
+    return _page(
+        "email_signin/link_confirm.html", tag=tag, minutes=minutes,
+        automatic=view.binding == "here",
+    )
 
 
 @bp.post("/link/<tag>")
+@rate_limited("OTP_RATE_LIMIT_LINK")
 def use_link(tag: str) -> Response:
     """Sign this browser in with the link's secret, then show the signed-in page."""
     if not posted_from_this_site():
-        return _problem(
-            "Sign-in refused",
-            "This sign-in was sent from another website. Open the link from your email again.",
-            403,
-        )
+        return _cross_site_refusal()
     secret = request.form.get("secret", "")
     if not (_TAG.fullmatch(tag) and _SECRET.fullmatch(secret)):
-        return _problem(PROBLEM_TITLES[LinkInvalid], LinkInvalid.message, LinkInvalid.status)
+        return _problem_for(LinkInvalid())
     try:
         signed_in = complete_sign_in(login_links.use_login_link(tag, secret))
-    except (LinkInvalid, LinkExpired, LinkUsed, AccountInactive, SignupClosed) as error:
-        return _problem(PROBLEM_TITLES[type(error)], error.message, error.status)
+    except LINK_ERRORS as error:
+        return _problem_for(error)
     response = make_response(redirect(url_for(".sign_in_page"), code=303))
     signed_in.set_cookies(response)
     return response
+
+
+@bp.post("/link/<tag>/decision")
+@rate_limited("OTP_RATE_LIMIT_LINK")
+def decide_link(tag: str) -> Response:
+    """Approve or deny, from another device, the sign-in of the browser that asked."""
+    if not posted_from_this_site():
+        return _cross_site_refusal()
+    form = request.form
+    secret, decision = form.get("secret", ""), form.get("decision", "")
+    number = form.get("number", "").strip()
+    approve = decision == "approve"
+    well_formed = (
+        _TAG.fullmatch(tag) and _SECRET.fullmatch(secret) and decision in ("approve", "deny")
+        and (not approve or _NUMBER.fullmatch(number))
+    )
+    if not well_formed:
+        return _problem_for(LinkInvalid())
+    try:
+        outcome = login_links.decide_login_link(
+            tag, secret, form.get("token", ""), approve=approve, number=number
+        )
+    except LINK_ERRORS as error:
+        return _problem_for(error)
+    title, message = DECISION_PAGES[outcome.status]
+    return _page(
+        "email_signin/link_problem.html",
+        403 if outcome.status == "mismatch" else 200,
+        title=str(title), message=str(message),
+        badge="done" if outcome.status == "approved" else "problem",
+    )
+
+
+DECISION_PAGES = {
+    "approved": (
+        _l("Sign-in approved"),
+        _l("The device that asked is now signed in. You can close this page."),
+    ),
+    "denied": (
+        _l("Sign-in denied"),
+        _l("Nobody was signed in, and the code in that email no longer works."),
+    ),
+    "mismatch": (
+        _l("The number did not match"),
+        _l("For your safety this sign-in was refused, and its code no longer works. "
+           "Ask for a new code on the device you want to sign in."),
+    ),
+}
+
+
+def _cross_site_refusal() -> Response:
+    return _problem(
+        gettext("Sign-in refused"),
+        gettext("This sign-in was sent from another website. Open the link from your email again."),
+        403,
+    )
+
+
+def describe_device(user_agent: str) -> str:
+    """"Chrome on macOS": the asking browser as its owner would name it."""
+    parsed = parse_user_agent(user_agent) if user_agent else None
+    browser = parsed.user_agent.family if parsed and parsed.user_agent else ""
+    system = parsed.os.family if parsed and parsed.os else ""
+    browser = "" if browser == "Other" else browser
+    system = OS_NAMES.get(system, system) if system != "Other" else ""
+    if browser and system:
+        return gettext("%(browser)s on %(system)s", browser=browser, system=system)
+    return browser or system or gettext("An unknown browser")
+
+
+OS_NAMES = {"Mac OS X": "macOS"}
 
 
 def posted_from_this_site() -> bool:
@@ -164,13 +297,19 @@ def posted_from_this_site() -> bool:
     return site is None or site in ("same-origin", "none")
 
 
+@bp.errorhandler(RateLimited)
+def too_many_link_posts(error: RateLimited) -> Response:
+    """A page, not JSON, for a person who pressed a link page's buttons too often."""
+    return _problem_for(error)
+
+
 @bp.errorhandler(redis.RedisError)
 def store_unavailable(_error: redis.RedisError) -> Response:
     """A page, not JSON, for people who opened a link while the store is down."""
     log.error("redis unavailable: %s", type(_error).__name__)
     response = _problem(
-        "Sign-in is unavailable right now",
-        "Please try again in a minute. Your link stays valid until it expires.",
+        gettext("Sign-in is unavailable right now"),
+        gettext("Please try again in a minute. Your link stays valid until it expires."),
         503,
     )
     response.headers["Retry-After"] = "5"

@@ -12,6 +12,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields
 
+from .i18n import available_locale, localization
 from .settings import settings
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
@@ -45,8 +46,23 @@ def validate_code_format(value: str) -> None:
         raise ValidationError(f"Must be exactly {length} digits.")
 
 
+def validate_locale(value: str | None) -> None:
+    if value is not None and available_locale(value) is None:
+        raise ValidationError(
+            f"Not an available locale; one of: {', '.join(localization().locales)}."
+        )
+
+
 class RequestCodeSchema(Schema):
     email = NormalisedEmail(required=True)
+    bind_browser = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Bind the emailed link to this browser (a cookie is set): it signs "
+            "in here with one click, and anywhere else it can only approve this browser's "
+            "sign-in, after typing `approval_number`. For pages in a browser, not API clients."
+        },
+    )
 
 
 class VerifyCodeSchema(Schema):
@@ -58,6 +74,21 @@ class CodeSentSchema(Schema):
     message = fields.String()
     expires_in = fields.Integer()
     resend_in = fields.Integer()
+    approval_number = fields.String(
+        allow_none=True,
+        metadata={"description": "With `bind_browser`: two digits to show, which a device "
+                  "approving this sign-in from the link must type; otherwise null."},
+    )
+
+
+class ApprovalPollSchema(Schema):
+    email = NormalisedEmail(required=True)
+
+
+class ApprovalWaitingSchema(Schema):
+    status = fields.String(metadata={"description": "`waiting`: not approved yet."})
+    expires_in = fields.Integer(metadata={"description": "Seconds the sign-in may still be "
+                                          "approved."})
 
 
 class UserSchema(Schema):
@@ -78,6 +109,20 @@ class ProfileSchema(Schema):
     created_at = fields.String(allow_none=True)
     last_login_at = fields.String(allow_none=True)
     roles = fields.List(fields.String())
+    locale = fields.String(
+        allow_none=True,
+        metadata={"description": "The user's language for pages, emails and messages "
+                  "(null: the browser's Accept-Language decides)."},
+    )
+
+
+class ProfileUpdateSchema(Schema):
+    locale = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate_locale,
+        metadata={"description": "One of the locales the app has catalogues for, or null."},
+    )
 
 
 class SessionSchema(Schema):

@@ -10,7 +10,7 @@ The per-request check is one Redis round trip: a script that tests the
 record and stamps its last use (at most once a minute), so "last used" in
 the session list is accurate for API clients that never refresh, without a
 write on every request. Access tokens carry the user's `roles`, so protected
-views need no database query; roles are re-read at each refresh.
+views need no database query; roles (and the user's language) are re-read at each refresh.
 
 Refresh tokens rotate: the session records the one refresh jti that may still
 be used, each refresh swaps it for a new one (compare-and-swap in Redis), and
@@ -33,6 +33,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 
 from . import session_store as store
 from .errors import AccountInactive, RefreshTokenReused, SessionEnded
+from .i18n import LOCALE_CLAIM
 from .metrics import TOKENS_REFRESHED, TOKENS_REVOKED
 from .settings import settings
 from .state import user_store
@@ -45,10 +46,11 @@ def _new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _access_token(user_id: str, sid: str, roles: Iterable[str]) -> str:
-    return create_access_token(
-        identity=user_id, additional_claims={"sid": sid, "roles": sorted(roles)}
-    )
+def _access_token(user_id: str, sid: str, roles: Iterable[str], locale: str | None) -> str:
+    claims: dict[str, Any] = {"sid": sid, "roles": sorted(roles)}
+    if locale:
+        claims[LOCALE_CLAIM] = locale  # the user's language, without a query (see i18n)
+    return create_access_token(identity=user_id, additional_claims=claims)
 
 
 def start_session(user: Any, *, ip: str | None, user_agent: str | None) -> tuple[str, str]:
@@ -65,7 +67,7 @@ def start_session(user: Any, *, ip: str | None, user_agent: str | None) -> tuple
     refresh = create_refresh_token(
         identity=user_id, additional_claims={"sid": sid, "jti": refresh_jti}
     )
-    return _access_token(user_id, sid, user.roles), refresh
+    return _access_token(user_id, sid, user.roles, user.locale), refresh
 
 
 def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
@@ -100,7 +102,7 @@ def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
         expires_delta=remaining,
     )
     TOKENS_REFRESHED.inc()
-    return _access_token(user_id, sid, user.roles), refresh
+    return _access_token(user_id, sid, user.roles, user.locale), refresh
 
 
 def end_session(user_id: str, sid: str, *, reason: str) -> bool:

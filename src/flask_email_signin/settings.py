@@ -45,6 +45,9 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_RATE_LIMIT_REQUEST": "20 per 10 minutes",
     "OTP_RATE_LIMIT_VERIFY": "40 per 10 minutes",
     "OTP_RATE_LIMIT_REFRESH": "60 per 10 minutes",
+    # Link pages' posts (use, approve, deny), and the asking page's approval polls.
+    "OTP_RATE_LIMIT_LINK": "30 per 10 minutes",
+    "OTP_RATE_LIMIT_APPROVAL_POLL": "600 per 10 minutes",
     # Codes and links.
     "OTP_LENGTH": 6,
     "OTP_TTL_SECONDS": 600,
@@ -57,10 +60,17 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_DEV_MAGIC_CODE": None,
     # Links are built from this URL, never from a request's Host header.
     "OTP_LINK_BASE_URL": "http://127.0.0.1:5000",
+    # The cookie that binds an emailed link to the browser that asked (see browser_binding).
+    "OTP_BINDING_COOKIE_NAME": "email_signin_binding",
+    # The code in the email's subject too: handy, but lock screens and mail logs show it.
+    "OTP_CODE_IN_SUBJECT": False,
     # What the pages and emails show.
     "OTP_APP_NAME": "Passwordless",
     "OTP_ACCENT_COLOR": "#4f46e5",
     "OTP_SUPPORT_EMAIL": None,
+    # Folders (relative to the app's root) of the host's own `flask_email_signin` catalogues:
+    # a locale of theirs is added, and their messages win over the built-in ones.
+    "OTP_TRANSLATION_DIRECTORIES": (),
     # Seconds an SMTP connect, command or reply may take before the send fails (and retries).
     "OTP_MAIL_TIMEOUT_SECONDS": 30,
     # Names of the CLI groups (`flask users ...`, `flask mail ...`); None: not registered.
@@ -142,6 +152,14 @@ class Settings:
     @property
     def link_base_url(self) -> str:
         return str(self._config["OTP_LINK_BASE_URL"]).rstrip("/")
+
+    @property
+    def binding_cookie_name(self) -> str:
+        return str(self._config["OTP_BINDING_COOKIE_NAME"])
+
+    @property
+    def code_in_subject(self) -> bool:
+        return bool(self._config["OTP_CODE_IN_SUBJECT"])
 
     @property
     def app_name(self) -> str:

@@ -10,6 +10,7 @@ from flask import current_app
 if TYPE_CHECKING:
     from celery import Celery
 
+    from .i18n import Localization
     from .rate_limits import RateLimits
     from .task_publisher import TaskPublisher
     from .users import SQLAlchemyUserStore
@@ -26,6 +27,7 @@ class State:
     celery: Celery
     publisher: TaskPublisher
     rate_limits: RateLimits
+    localization: Localization
 
 
 def current_state() -> State:

@@ -30,16 +30,21 @@ from .state import current_state, user_store
 log = logging.getLogger(__name__)
 SEND_LOGIN_CODE = "flask_email_signin.send_login_code"
 MAX_RETRY_DELAY_SECONDS = 60
-REDACTED_KWARGS = "{'email': '…', 'code': '…', 'expires_at': '…', 'link_secret': '…'}"
+REDACTED_KWARGS = (
+    "{'email': '…', 'code': '…', 'expires_at': '…', 'link_secret': '…', 'locale': '…'}"
+)
 
 
-def queue_login_email(email: str, code: str, expires_at: int, link_secret: str) -> None:
+def queue_login_email(
+    email: str, code: str, expires_at: int, link_secret: str, locale: str = ""
+) -> None:
     """Queue the email task for this app's Celery app; raises kombu's OperationalError."""
     request_id = current_request_id()
     current_state().publisher.publish(
         SEND_LOGIN_CODE,
         kwargs={
-            "email": email, "code": code, "expires_at": expires_at, "link_secret": link_secret
+            "email": email, "code": code, "expires_at": expires_at,
+            "link_secret": link_secret, "locale": locale,
         },
         # The worker drops the task once the code is dead; monitoring never shows the secrets.
         expires=max(expires_at - time.time(), 1),
@@ -57,9 +62,17 @@ def is_transient(error: Exception) -> bool:
 
 
 def send_login_code(
-    task: Task, email: str, code: str, expires_at: int, link_secret: str | None = None
+    task: Task,
+    email: str,
+    code: str,
+    expires_at: int,
+    link_secret: str | None = None,
+    locale: str = "",
 ) -> None:
-    """Email a sign-in code and link, unless expired, replaced, used or sent already."""
+    """Email a sign-in code and link, unless expired, replaced, used or sent already.
+
+    In the account's stored language, else in the language of the request that asked.
+    """
     tag = email_tag(email)
     task_id = task.request.id or ""
     if time.time() >= expires_at:
@@ -76,11 +89,14 @@ def send_login_code(
     if state == "sent":
         log.info("login email already sent; redelivered task ignored")
         return
-    if not user_store().may_sign_in(email, allow_signup=settings.allow_signup):
+    recipient = user_store().mail_recipient(email, allow_signup=settings.allow_signup)
+    if not recipient.may_sign_in:
         log.info("login email not sent: no active account and sign-up is closed")
         return
     try:
-        send_login_code_email(email, code, expires_at, link_secret)
+        send_login_code_email(
+            email, code, expires_at, link_secret, locale=recipient.locale or locale
+        )
     except Exception as error:
         if not is_transient(error):
             log.error("login email refused by the mail server: %s", type(error).__name__)

@@ -53,6 +53,8 @@ class UserMixin:
     last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     is_active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     roles: Mapped[list[str]] = mapped_column(sa.JSON, default=list, server_default=sa.text("'[]'"))
+    # The user's language (a catalogue's locale name, "pt_BR"); None: Accept-Language decides.
+    locale: Mapped[str | None] = mapped_column(sa.String(35))
 
     def grant_role(self, role: str) -> bool:
         """Add `role`; False if the user already had it."""
@@ -80,6 +82,7 @@ def public_profile(user: Any) -> dict[str, object]:
         "created_at": iso(user.created_at),
         "last_login_at": iso(user.last_login_at),
         "roles": list(user.roles or []),
+        "locale": user.locale,
     }
 
 
@@ -92,6 +95,7 @@ class User(Protocol):
     last_login_at: datetime | None
     is_active: bool
     roles: list[str]
+    locale: str | None
 
     def grant_role(self, role: str) -> bool: ...
     def revoke_role(self, role: str) -> bool: ...
@@ -114,7 +118,7 @@ def default_user_model(db: SQLAlchemy) -> type:
 
 # Dialects whose INSERT ... ON CONFLICT DO UPDATE ... RETURNING signs a user in at once.
 UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-PROFILE_COLUMNS = ("id", "email", "created_at", "last_login_at", "is_active", "roles")
+PROFILE_COLUMNS = ("id", "email", "created_at", "last_login_at", "is_active", "roles", "locale")
 
 
 @dataclass
@@ -163,6 +167,12 @@ class _Statements:
         return statement
 
 
+@dataclass(frozen=True)
+class MailRecipient:
+    may_sign_in: bool
+    locale: str | None
+
+
 class SQLAlchemyUserStore:
     """Find, create and update users of `model` through `db.session`.
 
@@ -172,7 +182,7 @@ class SQLAlchemyUserStore:
     """
 
     def __init__(self, db: SQLAlchemy, model: type) -> None:
-        missing = [name for name in ("email", "is_active", "roles", "last_login_at")
+        missing = [name for name in ("email", "is_active", "roles", "last_login_at", "locale")
                    if not hasattr(model, name)]
         if missing:
             raise TypeError(
@@ -214,6 +224,27 @@ class SQLAlchemyUserStore:
             return True
         user = self.find(email)
         return user is not None and bool(user.is_active)
+
+    def mail_recipient(self, email: str, *, allow_signup: bool) -> MailRecipient:
+        """Whether a code sent to `email` could sign someone in, and the account's language."""
+        query = sa.select(self.model.is_active, self.model.locale).where(
+            self.model.email == email
+        )
+        row = self.db.session.execute(query).first()
+        if row is None:
+            return MailRecipient(may_sign_in=allow_signup, locale=None)
+        # With sign-up open, a deactivated account gets its email too, and is refused at
+        # sign-in with its own message (as may_sign_in decides).
+        return MailRecipient(may_sign_in=allow_signup or bool(row.is_active), locale=row.locale)
+
+    def set_locale(self, user_id: int, locale: str | None) -> bool:
+        """Store the user's language; False when there is no such user."""
+        user = self.get(user_id)
+        if user is None:
+            return False
+        user.locale = locale
+        self.db.session.commit()
+        return True
 
     @functools.cached_property
     def _statements(self) -> _Statements:

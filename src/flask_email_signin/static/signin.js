@@ -13,6 +13,20 @@
   const PENDING_KEY = "passwordless.pending";
 
   const $ = (id) => document.getElementById(id);
+  // This page's language: its messages (rendered by the server), numbers and durations.
+  const LANG = document.documentElement.lang || "en";
+  const MESSAGES = (() => {
+    try {
+      return JSON.parse($("page-messages").textContent);
+    } catch (missing) {
+      return {};
+    }
+  })();
+  // A message in this page's language, its {placeholders} filled in.
+  const t = (message, values = {}) =>
+    (MESSAGES[message] || message).replace(/\{(\w+)\}/g, (whole, name) =>
+      name in values ? String(values[name]) : whole,
+    );
   const steps = { email: $("step-email"), code: $("step-code"), done: $("step-done") };
   const emailForm = $("email-form");
   const emailInput = $("email");
@@ -30,6 +44,9 @@
   let resendAt = 0;
   let countdownTimer = 0;
   let verifying = false;
+  let approvalNumber = "";
+  let approvalTimer = 0;
+  const APPROVAL_POLL_MS = 1500;
 
   // ---- HTTP -------------------------------------------------------------------------------
 
@@ -72,7 +89,7 @@
   const errorMessage = (result) =>
     result.body && result.body.error && result.body.error.message
       ? result.body.error.message
-      : "Something went wrong. Please try again.";
+      : t("Something went wrong. Please try again.");
   const retryAfter = (result) => Math.max(1, parseInt(result.headers.get("Retry-After") || "0", 10) || 0);
 
   // A cookie-authenticated request; an expired access token is refreshed once. The access
@@ -120,10 +137,14 @@
     }
   }
 
+  // "5 minutes", "5 Minuten", "٥ دقائق": the browser knows each language's plural rules.
   function inWords(seconds) {
-    if (seconds < 60) return `${seconds} second${seconds === 1 ? "" : "s"}`;
-    const minutes = Math.ceil(seconds / 60);
-    return `${minutes} minute${minutes === 1 ? "" : "s"}`;
+    const [value, unit] = seconds < 60 ? [seconds, "second"] : [Math.ceil(seconds / 60), "minute"];
+    try {
+      return new Intl.NumberFormat(LANG, { style: "unit", unit, unitDisplay: "long" }).format(value);
+    } catch (noIntl) {
+      return `${value} ${unit}${value === 1 ? "" : "s"}`;
+    }
   }
 
   function clock(seconds) {
@@ -134,16 +155,19 @@
 
   const genericFailure = (result) =>
     result.status === 0
-      ? "We could not reach the server. Check your connection and try again."
+      ? t("We could not reach the server. Check your connection and try again.")
       : result.status >= 500
-        ? "The service is briefly unavailable. Please try again in a moment."
+        ? t("The service is briefly unavailable. Please try again in a moment.")
         : errorMessage(result);
 
   // ---- Pending sign-in (survives reloads) ---------------------------------------------------
 
   function savePending() {
     try {
-      sessionStorage.setItem(PENDING_KEY, JSON.stringify({ email: pendingEmail, resendAt }));
+      sessionStorage.setItem(
+        PENDING_KEY,
+        JSON.stringify({ email: pendingEmail, resendAt, approvalNumber }),
+      );
     } catch (storageOff) {
       /* private mode: the page still works, it just forgets on reload */
     }
@@ -179,11 +203,11 @@
     const left = Math.ceil((resendAt - Date.now()) / 1000);
     if (left > 0) {
       resendButton.disabled = true;
-      resendButton.textContent = `Resend code in ${clock(left)}`;
+      resendButton.textContent = t("Resend code in {time}", { time: clock(left) });
       countdownTimer = window.setTimeout(tick, 1000);
     } else {
       resendButton.disabled = false;
-      resendButton.textContent = "Resend code";
+      resendButton.textContent = t("Resend code");
     }
   }
 
@@ -216,35 +240,35 @@
     const email = emailInput.value.trim();
     setText(emailStatus, "");
     if (!email || !emailInput.checkValidity()) {
-      setFieldError(emailError, emailInput, "Enter your email address, like name@example.com.");
+      setFieldError(emailError, emailInput, t("Enter your email address, like name@example.com."));
       emailInput.focus();
       return;
     }
     const button = emailForm.querySelector("button[type=submit]");
-    setBusy(button, true, "Sending code");
+    setBusy(button, true, t("Sending code"));
     const result = await requestCode(email);
     setBusy(button, false);
 
     if (result.status === 202) {
-      const minutes = Math.round(result.body.expires_in / 60);
       startCooldown(result.body.resend_in);
-      showCodeStep(email, `The code works once, for ${minutes} minute${minutes === 1 ? "" : "s"}.`);
+      showCodeStep(email, t("The code works once, for {duration}.", { duration: inWords(result.body.expires_in) }));
+      startApproval(result.body.approval_number);
       return;
     }
     const code = errorCode(result);
     if (code === "resend_cooldown") {
       // A code went out moments ago and may still work: go and enter it.
       startCooldown(retryAfter(result));
-      showCodeStep(email, "A code was sent to this address moments ago. Enter it, or ask for a new one when the timer runs out.");
+      showCodeStep(email, t("A code was sent to this address moments ago. Enter it, or ask for a new one when the timer runs out."));
       return;
     }
     let message = genericFailure(result);
     if (code === "validation_failed") {
-      message = "That does not look like an email address. Check it and try again.";
+      message = t("That does not look like an email address. Check it and try again.");
     } else if (code === "too_many_codes") {
-      message = `Too many codes were sent to this address. Try again in ${inWords(retryAfter(result))}.`;
+      message = t("Too many codes were sent to this address. Try again in {duration}.", { duration: inWords(retryAfter(result)) });
     } else if (result.status === 429) {
-      message = `Too many attempts. Try again in ${inWords(retryAfter(result))}.`;
+      message = t("Too many attempts. Try again in {duration}.", { duration: inWords(retryAfter(result)) });
     }
     setFieldError(emailError, emailInput, message);
     emailInput.focus();
@@ -265,38 +289,36 @@
     if (verifying) return;
     const otp = codeInput.value;
     if (otp.length !== CODE_LENGTH) {
-      setFieldError(codeError, codeInput, `Enter the ${CODE_LENGTH}-digit code from the email.`);
+      setFieldError(codeError, codeInput, t("Enter the {length}-digit code from the email.", { length: CODE_LENGTH }));
       codeInput.focus();
       return;
     }
     verifying = true;
     const button = codeForm.querySelector("button[type=submit]");
-    setBusy(button, true, "Signing in");
+    setBusy(button, true, t("Signing in"));
     const result = await call("POST", `${API}/verify-otp`, { json: { email: pendingEmail, otp } });
     setBusy(button, false);
     verifying = false;
 
     if (result.status === 200) {
+      stopApproval();
       clearPending();
       await showSignedIn();
       return;
     }
     const code = errorCode(result);
+    // otp_invalid and otp_superseded: the server's message says how many tries are left.
     let message = genericFailure(result);
-    if (code === "otp_invalid") {
-      const left = result.body.error.details ? result.body.error.details.attempts_left : null;
-      message =
-        left === null || left === undefined
-          ? "That code is not correct. Check the email and try again."
-          : `That code is not correct. ${left} ${left === 1 ? "try" : "tries"} left.`;
-    } else if (code === "otp_attempts_exceeded") {
-      message = "Too many wrong tries for this code. Ask for a new one with Resend code.";
+    if (code === "otp_attempts_exceeded") {
+      message = t("Too many wrong tries for this code. Ask for a new one with Resend code.");
     } else if (code === "otp_expired") {
-      message = "This code has expired or was already used. Ask for a new one with Resend code.";
+      message = t("This code has expired. Ask for a new one with Resend code.");
+    } else if (code === "otp_used") {
+      message = t("This code was already used. Ask for a new one with Resend code.");
     } else if (code === "verification_locked") {
-      message = `Too many failed attempts. For your safety, sign-in for this address is paused for ${inWords(retryAfter(result))}.`;
+      message = t("Too many failed attempts. For your safety, sign-in for this address is paused for {duration}.", { duration: inWords(retryAfter(result)) });
     } else if (code === "validation_failed") {
-      message = `Enter the ${CODE_LENGTH}-digit code from the email.`;
+      message = t("Enter the {length}-digit code from the email.", { length: CODE_LENGTH });
     }
     setFieldError(codeError, codeInput, message);
     codeInput.select();
@@ -304,14 +326,15 @@
   });
 
   resendButton.addEventListener("click", async () => {
-    setBusy(resendButton, true, "Sending");
+    setBusy(resendButton, true, t("Sending"));
     const result = await requestCode(pendingEmail);
     setBusy(resendButton, false);
     if (result.status === 202) {
       startCooldown(result.body.resend_in);
       codeInput.value = "";
       setFieldError(codeError, codeInput, "");
-      codeHint.textContent = "A new code is on its way. Earlier codes and links no longer work.";
+      codeHint.textContent = t("A new code is on its way. Earlier codes and links no longer work.");
+      startApproval(result.body.approval_number);
       codeInput.focus();
       return;
     }
@@ -321,8 +344,8 @@
         codeError,
         codeInput,
         errorCode(result) === "resend_cooldown"
-          ? "A code was sent moments ago. You can ask for another when the timer runs out."
-          : `Too many codes were sent to this address. Try again in ${inWords(retryAfter(result))}.`,
+          ? t("A code was sent moments ago. You can ask for another when the timer runs out.")
+          : t("Too many codes were sent to this address. Try again in {duration}.", { duration: inWords(retryAfter(result)) }),
       );
       return;
     }
@@ -331,12 +354,77 @@
   });
 
   $("change-email").addEventListener("click", () => {
+    stopApproval();
     clearPending();
     resendAt = 0;
     emailInput.value = pendingEmail;
     showEmailStep();
     emailInput.select();
   });
+
+  // ---- Approval on another device -----------------------------------------------------------
+  // A link opened in another browser asks there for the number shown here; once approved,
+  // this page (which holds the browser binding cookie) is signed in by its next poll.
+
+  function startApproval(number) {
+    stopApproval();
+    approvalNumber = typeof number === "string" ? number : "";
+    savePending();
+    if (!approvalNumber) return;
+    $("approval-number").textContent = approvalNumber;
+    $("approval-number").hidden = false;
+    setText($("approval-status"), "");
+    $("approval").hidden = false;
+    approvalTimer = window.setTimeout(pollApproval, APPROVAL_POLL_MS);
+  }
+
+  function stopApproval(notice) {
+    window.clearTimeout(approvalTimer);
+    approvalTimer = 0;
+    approvalNumber = "";
+    if (notice) {
+      $("approval-number").hidden = true;
+      setText($("approval-status"), notice);
+    } else {
+      $("approval").hidden = true;
+    }
+  }
+
+  async function pollApproval() {
+    const number = approvalNumber;
+    if (!number || steps.code.hidden) return;
+    const result = await call("POST", `${API}/link-approval`, { json: { email: pendingEmail } });
+    if (approvalNumber !== number) return; // stopped, or a new code, meanwhile
+    if (result.status === 200) {
+      stopApproval();
+      clearPending();
+      await showSignedIn();
+      return;
+    }
+    const code = errorCode(result);
+    if (result.status === 202 || result.status === 0 || result.status >= 500 || result.status === 429) {
+      const wait = result.status === 429 ? retryAfter(result) * 1000 : APPROVAL_POLL_MS;
+      approvalTimer = window.setTimeout(pollApproval, wait);
+      return;
+    }
+    if (code === "signin_denied") {
+      stopApproval(t("The sign-in was denied on the other device. Ask for a new code to try again."));
+      savePending();
+      return;
+    }
+    if (code === "link_used") {
+      // This browser may have used the link in another tab: it shares the cookies.
+      const me = await authed("GET", `${API}/me`);
+      if (me.status === 200) {
+        stopApproval();
+        clearPending();
+        await showSignedIn(me.body);
+        return;
+      }
+    }
+    stopApproval(); // expired, used elsewhere, or replaced: the code box says the rest
+    savePending();
+  }
 
   // ---- Step 3: signed in --------------------------------------------------------------------
 
@@ -345,7 +433,7 @@
     if (!me) {
       const result = await authed("GET", `${API}/me`);
       if (result.status !== 200) {
-        showEmailStep("Your session ended. Sign in again.");
+        showEmailStep(t("Your session ended. Sign in again."));
         return;
       }
       me = result.body;
@@ -357,14 +445,14 @@
   }
 
   function describeAgent(agent) {
-    if (!agent) return "Unknown device";
+    if (!agent) return t("Unknown device");
     const browser =
       (/Edg\//.test(agent) && "Edge") ||
       (/Firefox\//.test(agent) && "Firefox") ||
       (/Chrom(e|ium)\//.test(agent) && "Chrome") ||
       (/Safari\//.test(agent) && "Safari") ||
       (/^curl\//.test(agent) && "curl") ||
-      "Browser";
+      t("Browser");
     const system =
       (/Windows/.test(agent) && "Windows") ||
       (/Android/.test(agent) && "Android") ||
@@ -372,7 +460,7 @@
       (/Mac OS X/.test(agent) && "macOS") ||
       (/Linux/.test(agent) && "Linux") ||
       "";
-    return system ? `${browser} on ${system}` : browser;
+    return system ? t("{browser} on {system}", { browser, system }) : browser;
   }
 
   function when(value) {
@@ -380,10 +468,15 @@
     const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
     if (Number.isNaN(date.getTime())) return "";
     const seconds = Math.round((Date.now() - date.getTime()) / 1000);
-    if (seconds < 60) return "just now";
-    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
-    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
-    return date.toLocaleDateString();
+    if (seconds < 60) return t("just now");
+    try {
+      const relative = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
+      if (seconds < 3600) return relative.format(-Math.floor(seconds / 60), "minute");
+      if (seconds < 86400) return relative.format(-Math.floor(seconds / 3600), "hour");
+    } catch (noIntl) {
+      /* fall through to the date */
+    }
+    return date.toLocaleDateString(LANG);
   }
 
   // The sessions list appears only where GET /auth/sessions exists.
@@ -413,14 +506,18 @@
       if (current) {
         const badge = document.createElement("span");
         badge.className = "badge";
-        badge.textContent = "This device";
+        badge.textContent = t("This device");
         device.append(badge);
       }
       const meta = document.createElement("div");
       meta.className = "session-meta";
       const lastUsed = when(session.last_used_at ?? session.last_seen_at ?? session.last_used);
       const started = when(session.created_at ?? session.created);
-      meta.textContent = [session.ip, lastUsed && `active ${lastUsed}`, !lastUsed && started && `signed in ${started}`]
+      meta.textContent = [
+        session.ip,
+        lastUsed && t("active {when}", { when: lastUsed }),
+        !lastUsed && started && t("signed in {when}", { when: started }),
+      ]
         .filter(Boolean)
         .join(" · ");
       text.append(device, meta);
@@ -429,8 +526,8 @@
         const end = document.createElement("button");
         end.type = "button";
         end.className = "button link";
-        end.textContent = "Sign out";
-        end.setAttribute("aria-label", `Sign out ${device.firstChild.textContent}`);
+        end.textContent = t("Sign out");
+        end.setAttribute("aria-label", t("Sign out {device}", { device: device.firstChild.textContent }));
         end.addEventListener("click", async () => {
           const ended = await authed("DELETE", `${API}/sessions/${encodeURIComponent(sid)}`);
           if (ended.status >= 200 && ended.status < 300) item.remove();
@@ -444,13 +541,13 @@
   }
 
   signOutButton.addEventListener("click", async () => {
-    setBusy(signOutButton, true, "Signing out");
+    setBusy(signOutButton, true, t("Signing out"));
     const result = await authed("POST", `${API}/logout`);
     setBusy(signOutButton, false);
     // 401: the session had already ended; either way this browser is signed out.
     if (result.status === 200 || result.status === 401) {
       emailInput.value = "";
-      showEmailStep("You are signed out.");
+      showEmailStep(t("You are signed out."));
       return;
     }
     setText(doneError, genericFailure(result));
@@ -469,6 +566,7 @@
     if (pending) {
       resendAt = Number(pending.resendAt) || 0;
       showCodeStep(pending.email);
+      startApproval(pending.approvalNumber);
       return;
     }
     showEmailStep();

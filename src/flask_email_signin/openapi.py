@@ -17,10 +17,13 @@ from marshmallow import Schema, fields
 
 from .schemas import (
     MAX_EMAIL_LENGTH,
+    ApprovalPollSchema,
+    ApprovalWaitingSchema,
     CodeSentSchema,
     LogoutAllSchema,
     NormalisedEmail,
     ProfileSchema,
+    ProfileUpdateSchema,
     RequestCodeSchema,
     SessionListSchema,
     SessionSchema,
@@ -67,6 +70,7 @@ class SessionsEndedSchema(Schema):
 RESPONSE_SCHEMAS: dict[str, type[Schema]] = {  # nested ones before their parents
     "User": UserSchema,
     "CodeSent": CodeSentSchema,
+    "ApprovalWaiting": ApprovalWaitingSchema,
     "SignedIn": SignedInSchema,
     "Profile": ProfileSchema,
     "AccessToken": AccessTokenSchema,
@@ -80,12 +84,17 @@ REQUEST_SCHEMAS: dict[str, type[Schema]] = {
     "RequestCode": RequestCodeSchema,
     "VerifyCode": VerifyCodeSchema,
     "LogoutAll": LogoutAllSchema,
+    "ApprovalPoll": ApprovalPollSchema,
+    "ProfileUpdate": ProfileUpdateSchema,
 }
 
 ERRORS = {
     400: "The body is not valid JSON (`malformed_json`).",
-    401: "Wrong, expired or used code, or a missing, invalid, expired or revoked token.",
-    403: "Account deactivated, or sign-up closed.",
+    401: "Wrong, older (`otp_superseded`), expired or used code, or a missing, invalid, "
+    "expired or revoked token.",
+    403: "Account deactivated, sign-up closed, or a sign-in denied on another device "
+    "(`signin_denied`) or not asked for by this browser (`not_the_asking_browser`).",
+    410: "The link of this sign-in was already used (`link_used`).",
     404: "Not found.",
     413: "The body is larger than MAX_CONTENT_LENGTH (`payload_too_large`).",
     415: "The body is not sent as application/json (`unsupported_media_type`).",
@@ -201,6 +210,28 @@ def build_openapi_document(config: Mapping[str, Any], prefix: str) -> dict[str, 
         },
     )
     spec.path(
+        path=prefix + "/link-approval",
+        operations={
+            "post": {
+                "summary": "The asking browser's poll: signed in once its link is approved "
+                "on another device",
+                "description": "Needs the binding cookie set by request-otp with "
+                "`bind_browser`. 202 while waiting; 200 signs in like verify-otp.",
+                "requestBody": _json_body("ApprovalPoll"),
+                "responses": {
+                    **_responses(
+                        200, "SignedIn", "Approved: signed in.",
+                        (*JSON_BODY_ERRORS, 401, 403, 410, 429, 503),
+                    ),
+                    "202": {
+                        "description": "Not approved yet: ask again in a second or two.",
+                        "content": {"application/json": {"schema": "ApprovalWaiting"}},
+                    },
+                },
+            }
+        },
+    )
+    spec.path(
         path=prefix + "/refresh",
         operations={
             "post": {
@@ -227,7 +258,16 @@ def build_openapi_document(config: Mapping[str, Any], prefix: str) -> dict[str, 
                 "summary": "The signed-in user's profile",
                 "security": signed_in,
                 "responses": _responses(200, "Profile", "The profile.", (*token_errors, 404)),
-            }
+            },
+            "patch": {
+                "summary": "Change the user's preferences (`locale`)",
+                "requestBody": _json_body("ProfileUpdate"),
+                "security": [{"bearer": []}, {"accessCookie": [], "csrfHeader": []}],
+                "responses": _responses(
+                    200, "Profile", "The updated profile.",
+                    (*JSON_BODY_ERRORS, *token_errors, 404),
+                ),
+            },
         },
     )
     spec.path(

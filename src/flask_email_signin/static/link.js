@@ -4,6 +4,17 @@
 "use strict";
 
 (() => {
+  // Times are sent in UTC; shown in this device's own time zone and language.
+  for (const time of document.querySelectorAll("time[datetime]")) {
+    const at = new Date(time.getAttribute("datetime"));
+    if (!Number.isNaN(at.getTime())) {
+      time.textContent = at.toLocaleTimeString(document.documentElement.lang || undefined, {
+        hour: "2-digit",
+        minute: "2-digit",
+      });
+    }
+  }
+
   const secret = window.location.hash.slice(1);
   const form = document.getElementById("link-form");
   const field = document.getElementById("link-secret");

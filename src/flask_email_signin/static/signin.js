@@ -232,7 +232,8 @@
   }
 
   async function requestCode(email) {
-    return call("POST", `${API}/request-otp`, { json: { email } });
+    // Bound to this browser: the emailed link signs in here, and asks anywhere else.
+    return call("POST", `${API}/request-otp`, { json: { email, bind_browser: true } });
   }
 
   emailForm.addEventListener("submit", async (event) => {

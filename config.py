@@ -101,6 +101,10 @@ class Config:
     OTP_RATE_LIMIT_REQUEST = env_str("OTP_RATE_LIMIT_REQUEST", "20 per 10 minutes")
     OTP_RATE_LIMIT_VERIFY = env_str("OTP_RATE_LIMIT_VERIFY", "40 per 10 minutes")
     OTP_RATE_LIMIT_REFRESH = env_str("OTP_RATE_LIMIT_REFRESH", "60 per 10 minutes")
+    OTP_RATE_LIMIT_LINK = env_str("OTP_RATE_LIMIT_LINK", "30 per 10 minutes")
+    OTP_RATE_LIMIT_APPROVAL_POLL = env_str("OTP_RATE_LIMIT_APPROVAL_POLL", "600 per 10 minutes")
+    # The code in the email's subject too: lock screens and mail logs then show it.
+    OTP_CODE_IN_SUBJECT = env_bool("OTP_CODE_IN_SUBJECT", False)
     OTP_ALLOW_SIGNUP = env_bool("OTP_ALLOW_SIGNUP", True)
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).

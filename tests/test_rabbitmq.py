@@ -73,5 +73,5 @@ def test_the_newest_code_wins_through_rabbitmq(rabbit_app: Flask, inbox: Inbox) 
         rabbit_app.config["OTP_RESEND_COOLDOWN_SECONDS"] = 60
     stale = auth.verify(email, first)
     if first != second:
-        assert stale.status_code == 401 and error_code(stale) == "otp_invalid"
+        assert stale.status_code == 401 and error_code(stale) == "otp_superseded"
     assert auth.verify(email, second).status_code == 200

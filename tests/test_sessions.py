@@ -47,8 +47,10 @@ def test_sessions_are_listed_with_the_current_one_marked(auth: AuthActions, emai
     assert len(mine) == 2
     assert [s["current"] for s in mine].count(True) == 1
     for session in mine:
-        assert set(session) == {"id", "created_at", "last_used_at", "ip", "user_agent", "current"}
-        assert session["ip"] == "127.0.0.1"
+        assert set(session) == {
+            "id", "created_at", "last_used_at", "ip", "user_agent", "method", "current"
+        }
+        assert session["ip"] == "127.0.0.1" and session["method"] == "code"
     agents = {s["user_agent"] for s in mine}
     assert "second-device/1.0" in agents
 

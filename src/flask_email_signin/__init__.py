@@ -18,6 +18,7 @@ from .metrics import render_metrics, serve_worker_metrics
 from .production_guard import UnsafeSettingError
 from .readiness import check_readiness
 from .roles import current_roles, role_required
+from .step_up import fresh_login_required
 from .users import SQLAlchemyUserStore, UserMixin, default_user_model
 
 __version__ = "1.0.0"
@@ -33,6 +34,7 @@ __all__ = [
     "configure_logging",
     "current_roles",
     "default_user_model",
+    "fresh_login_required",
     "render_metrics",
     "role_required",
     "serve_worker_metrics",

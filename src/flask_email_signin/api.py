@@ -42,6 +42,7 @@ from .session_cookies import set_session_cookies
 from .settings import settings
 from .sign_in import SignedIn, complete_sign_in
 from .state import API_BLUEPRINT, user_store
+from .step_up import fresh_login_required
 from .users import public_profile
 
 bp = extension_blueprint(API_BLUEPRINT, __name__)
@@ -116,7 +117,7 @@ def link_approval() -> Response | tuple[Response, int]:
     if not approval.approved:
         waiting = {"status": "waiting", "expires_in": approval.seconds_left}
         return jsonify(approval_waiting_schema.dump(waiting)), 202
-    return signed_in_response(complete_sign_in(email))
+    return signed_in_response(complete_sign_in(email, method="approval"))
 
 
 @bp.post("/refresh")
@@ -193,9 +194,10 @@ def revoke_session(sid: str) -> Response:
 
 
 @bp.post("/logout-all")
-@jwt_required()
+@fresh_login_required()
 def logout_all() -> Response:
-    """End every session of the user; `{"keep_current": true}` spares this one."""
+    """End every session of the user; `{"keep_current": true}` spares this one. Needs a
+    recent authentication (step-up)."""
     body = load_json_body(logout_all_schema) if request.get_data(cache=True) else {}
     keep_current = body.get("keep_current", False)
     current = get_jwt()["sid"]

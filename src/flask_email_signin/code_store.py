@@ -235,6 +235,32 @@ class Asker:
     ip: str
 
 
+COUNT_FAILURE = _KEEP + """
+-- A failed sign-in other than by code (a passkey assertion that does not verify):
+-- counted with the code's failures, towards the same lock. ARGV: max_failures, lockout
+local now = tonumber(redis.call('TIME')[1])
+local failures = redis.call('HINCRBY', KEYS[1], 'f', 1)
+local lockout = tonumber(ARGV[2])
+if failures >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'f', 0, 'u', now + lockout)
+  keep(KEYS[1], lockout)
+  return lockout
+end
+keep(KEYS[1], lockout)
+return 0
+"""
+
+LOCK_STATE = """
+-- Seconds the email stays locked (0: not locked); a success clears the failures.
+-- ARGV: 'clear' to reset the failure count
+local until_ = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+local left = until_ - tonumber(redis.call('TIME')[1])
+if left > 0 then return left end
+if ARGV[1] == 'clear' then redis.call('HDEL', KEYS[1], 'f', 'u') end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a script decided, and a number of seconds or tries that goes with it
@@ -248,6 +274,7 @@ class Outcome:
 _ISSUE, _WITHDRAW, _CONSUME, _MAIL_STATE = map(
     _script, (ISSUE_CODE, WITHDRAW_CODE, CONSUME_CODE, MAIL_STATE)
 )
+_COUNT_FAILURE, _LOCK_STATE = map(_script, (COUNT_FAILURE, LOCK_STATE))
 _CONSUME_LINK, _LINK_VIEW, _DECIDE, _COLLECT = map(
     _script, (CONSUME_LINK, LINK_VIEW, DECIDE, COLLECT_APPROVAL)
 )
@@ -354,6 +381,22 @@ def collect_approval(tag: str, binding: bytes) -> Outcome:
     """The asking browser's poll: ok (approved; the code is used now), pending, denied,
     used, expired, or unbound (this browser did not ask)."""
     return _run(_COLLECT, [code_key(tag)], [binding])
+
+
+def locked_for(tag: str, *, clear_failures: bool = False) -> int:
+    """Seconds the email is locked for; 0 when it is not (and then, optionally, a
+    success resets its failure count)."""
+    left = _LOCK_STATE(
+        keys=[code_key(tag)], args=["clear" if clear_failures else ""], client=redis_client()
+    )
+    return int(left)
+
+
+def count_failure(tag: str, *, max_failures: int, lockout: int) -> int:
+    """Count a failed sign-in; the lock's length when this one set it, else 0."""
+    return int(
+        _COUNT_FAILURE(keys=[code_key(tag)], args=[max_failures, lockout], client=redis_client())
+    )
 
 
 def sealed_email(tag: str) -> bytes | None:

@@ -205,3 +205,39 @@ class ApprovalTokenInvalid(APIError):
     status = 403
     code = "approval_token_invalid"
     message = _("This approval page is out of date. Open the link from the email again.")
+
+
+class PasskeyCeremonyExpired(APIError):
+    status = 400
+    code = "passkey_ceremony_expired"
+    message = _("This passkey request expired or was already used. Start again.")
+
+
+class PasskeyInvalid(APIError):
+    status = 401
+    code = "passkey_invalid"
+    message = _("This passkey could not be verified.")
+
+
+class PasskeyUnknown(APIError):
+    status = 401
+    code = "passkey_unknown"
+    message = _("This passkey is not registered here. Sign in with a code from your email.")
+
+
+class PasskeyAlreadyRegistered(APIError):
+    status = 409
+    code = "passkey_already_registered"
+    message = _("This passkey is already registered.")
+
+
+class PasskeyNotFound(APIError):
+    status = 404
+    code = "passkey_not_found"
+    message = _("You have no passkey with that id.")
+
+
+class FreshLoginRequired(APIError):
+    status = 401
+    code = "fresh_login_required"
+    message = _("Confirm it is you first: use your passkey or a new code from your email.")

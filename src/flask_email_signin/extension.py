@@ -25,12 +25,18 @@ from flask_jwt_extended import JWTManager
 from flask_mail import Mail
 from flask_sqlalchemy import SQLAlchemy
 
-from . import api, pages
+from . import api, pages, passkey_api
 from .celery_app import celery_init_app
 from .cli import mail_cli, users_cli
-from .error_handlers import register_error_handlers, register_token_error_handlers
+from .error_handlers import (
+    handle_api_error,
+    register_error_handlers,
+    register_token_error_handlers,
+)
+from .errors import FreshLoginRequired
 from .i18n import init_localization
 from .jwt_callbacks import ensure_session_check, install_session_check
+from .passkey_store import PasskeyStore, passkey_table
 from .production_guard import check_production_settings, is_production
 from .rate_limits import build_rate_limits
 from .redis_client import redis_from_url
@@ -98,6 +104,12 @@ class EmailSignIn:
 
         prefix = config["OTP_URL_PREFIX"].rstrip("/") or None
         app.register_blueprint(api.bp, url_prefix=prefix)
+        passkey_table_ = None
+        if config["OTP_PASSKEYS"]:
+            app.register_blueprint(passkey_api.bp, url_prefix=prefix)
+            passkey_table_ = passkey_table(users.db, users.model.__table__)
+        # A host's own view under fresh_login_required answers in the envelope too.
+        app.register_error_handler(FreshLoginRequired, handle_api_error)
         if config["OTP_PAGES"]:
             app.register_blueprint(pages.bp, url_prefix=prefix)
             if config["OTP_SIGNIN_PAGE_AT_ROOT"]:
@@ -124,6 +136,7 @@ class EmailSignIn:
             publisher=TaskPublisher(celery_app, timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"])),
             rate_limits=build_rate_limits(config),
             localization=init_localization(app),
+            passkeys=PasskeyStore(users.db, passkey_table_) if passkey_table_ is not None else None,
         )
 
     def _database(

@@ -52,6 +52,27 @@ SCRIPT_MESSAGES = (
     _("Sign out {device}"),
     _("You are signed out."),
     _("The sign-in was denied on the other device. Ask for a new code to try again."),
+    _("with a passkey"),
+    _("with an email code"),
+    _("with an email link"),
+    _("approved on another device"),
+    _("Rename"),
+    _("Delete"),
+    _("Save"),
+    _("Cancel"),
+    _("Passkey name"),
+    _("Rename {name}"),
+    _("Delete {name}"),
+    _("created {when}"),
+    _("last used {when}"),
+    _("synced"),
+    _("Passkey created."),
+    _("Passkey deleted."),
+    _("No passkey was created. You can try again at any time."),
+    _("Signing in with a passkey was cancelled or did not work. Try again, or use a code "
+      "from your email."),
+    _("Confirm it is you with your passkey to continue."),
+    _("Confirming"),
 )
 
 

@@ -19,7 +19,6 @@ from babel.dates import format_time
 from flask import Response, current_app, make_response, redirect, render_template, request, url_for
 from flask_babel.speaklater import LazyString
 from markupsafe import Markup
-from ua_parser import parse as parse_user_agent
 
 from . import login_links
 from .blueprints import extension_blueprint
@@ -43,6 +42,7 @@ from .rate_limits import rate_limited
 from .settings import settings
 from .sign_in import complete_sign_in
 from .state import API_BLUEPRINT, PAGES_BLUEPRINT
+from .user_agents import describe_device
 
 bp = extension_blueprint(
     PAGES_BLUEPRINT,
@@ -142,6 +142,7 @@ def sign_in_page() -> Response:
         code_email=Markup('<strong id="code-email" class="address"></strong>'),
         signed_in_email=Markup('<strong id="signed-in-email" class="address"></strong>'),
         page_messages=page_messages(),
+        passkeys=settings.passkeys_enabled,
     )
 
 
@@ -200,7 +201,7 @@ def use_link(tag: str) -> Response:
     if not (_TAG.fullmatch(tag) and _SECRET.fullmatch(secret)):
         return _problem_for(LinkInvalid())
     try:
-        signed_in = complete_sign_in(login_links.use_login_link(tag, secret))
+        signed_in = complete_sign_in(login_links.use_login_link(tag, secret), method="link")
     except LINK_ERRORS as error:
         return _problem_for(error)
     response = make_response(redirect(url_for(".sign_in_page"), code=303))
@@ -264,19 +265,6 @@ def _cross_site_refusal() -> Response:
     )
 
 
-def describe_device(user_agent: str) -> str:
-    """"Chrome on macOS": the asking browser as its owner would name it."""
-    parsed = parse_user_agent(user_agent) if user_agent else None
-    browser = parsed.user_agent.family if parsed and parsed.user_agent else ""
-    system = parsed.os.family if parsed and parsed.os else ""
-    browser = "" if browser == "Other" else browser
-    system = OS_NAMES.get(system, system) if system != "Other" else ""
-    if browser and system:
-        return gettext("%(browser)s on %(system)s", browser=browser, system=system)
-    return browser or system or gettext("An unknown browser")
-
-
-OS_NAMES = {"Mac OS X": "macOS"}
 
 
 def posted_from_this_site() -> bool:

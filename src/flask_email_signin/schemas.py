@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .i18n import available_locale, localization
 from .settings import settings
@@ -131,6 +131,9 @@ class SessionSchema(Schema):
     last_used_at = fields.String()
     ip = fields.String()
     user_agent = fields.String()
+    method = fields.String(
+        metadata={"description": "How the session began: code, link, approval or passkey."}
+    )
     current = fields.Boolean()
 
 
@@ -140,3 +143,67 @@ class SessionListSchema(Schema):
 
 class LogoutAllSchema(Schema):
     keep_current = fields.Boolean(load_default=False)
+
+
+class WebAuthnCredential(fields.Dict):
+    """A PublicKeyCredential as its toJSON() gives it (py_webauthn checks the rest)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        credential = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(credential.get("id"), str) or not isinstance(
+            credential.get("response"), dict
+        ):
+            raise ValidationError("Must be a PublicKeyCredential as its toJSON() gives it.")
+        return credential
+
+
+class PasskeyRegisterSchema(Schema):
+    credential = WebAuthnCredential(required=True)
+    name = fields.String(validate=validate.Length(max=64), load_default=None)
+
+
+class PasskeyAuthOptionsSchema(Schema):
+    email = NormalisedEmail(load_default=None)
+
+
+class PasskeyAuthenticateSchema(Schema):
+    ceremony = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    credential = WebAuthnCredential(required=True)
+
+
+class PasskeyRenameSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class StepUpSchema(Schema):
+    """Either the code from a fresh email (POST step-up/code), or a passkey assertion."""
+
+    otp = fields.String(validate=validate_code_format, load_default=None)
+    ceremony = fields.String(validate=validate.Length(min=1, max=64), load_default=None)
+    credential = WebAuthnCredential(load_default=None)
+
+    @validates_schema
+    def _one_proof(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        by_code = data.get("otp") is not None
+        by_passkey = data.get("ceremony") is not None and data.get("credential") is not None
+        if by_code == by_passkey:
+            raise ValidationError("Send either `otp`, or `ceremony` and `credential`.")
+
+
+class PasskeySchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    created_at = fields.String(allow_none=True)
+    last_used_at = fields.String(allow_none=True)
+    backed_up = fields.Boolean(metadata={"description": "Synced to the user's other devices."})
+    transports = fields.List(fields.String())
+
+
+class PasskeyListSchema(Schema):
+    passkeys = fields.List(fields.Nested(PasskeySchema))
+
+
+class CeremonySchema(Schema):
+    ceremony = fields.String(metadata={"description": "Send it back with the credential."})
+    options = fields.Dict(metadata={"description": "PublicKeyCredentialRequestOptions as JSON "
+                                    "(for PublicKeyCredential.parseRequestOptionsFromJSON)."})

@@ -48,15 +48,21 @@ def _set(
 def set_session_cookies(response: Response, access_token: str, refresh_token: str) -> None:
     """Access and refresh cookies, each followed by its CSRF cookie when CSRF protection is on
     (the library's order)."""
+    set_access_cookie(response, access_token)
     double_submit = config.cookie_csrf_protect and config.csrf_in_cookies
-    access, refresh = _claims(access_token), _claims(refresh_token)
-    _set(response, config.access_cookie_name, access_token,
-         path=config.access_cookie_path, httponly=True, expires_at=access["exp"])
-    if double_submit:
-        _set(response, config.access_csrf_cookie_name, access["csrf"],
-             path=config.access_csrf_cookie_path, httponly=False, expires_at=access["exp"])
+    refresh = _claims(refresh_token)
     _set(response, config.refresh_cookie_name, refresh_token,
          path=config.refresh_cookie_path, httponly=True, expires_at=refresh["exp"])
     if double_submit:
         _set(response, config.refresh_csrf_cookie_name, refresh["csrf"],
              path=config.refresh_csrf_cookie_path, httponly=False, expires_at=refresh["exp"])
+
+
+def set_access_cookie(response: Response, access_token: str) -> None:
+    """The access cookie and its CSRF cookie alone (a step-up renews only the access token)."""
+    access = _claims(access_token)
+    _set(response, config.access_cookie_name, access_token,
+         path=config.access_cookie_path, httponly=True, expires_at=access["exp"])
+    if config.cookie_csrf_protect and config.csrf_in_cookies:
+        _set(response, config.access_csrf_cookie_name, access["csrf"],
+             path=config.access_csrf_cookie_path, httponly=False, expires_at=access["exp"])

@@ -5,7 +5,8 @@ script below touches one slot, and every key it touches is declared):
 
 - `sess:{u<user id>}:<sid>` - hash, one live sign-in (see sessions.py):
   `c` created, `l` last used (epoch s), `r` jti of the one refresh token
-  that may still be used, `ip`, `ua` (user agent). It exists only while the
+  that may still be used, `ip`, `ua` (user agent), `m` how it began (code, link,
+  approval, passkey). It exists only while the
   session is live; its TTL ends the session at its refresh token's expiry.
 - `sess:{u<user id>}` - set of the user's session ids (may hold ids whose
   hash already expired; readers prune them).
@@ -24,10 +25,11 @@ from .state import redis_client
 SESSION_TOUCH_INTERVAL_SECONDS = 60
 
 CREATE_SESSION = _KEEP + """
--- KEYS: session, index. ARGV: sid, ttl, refresh jti, ip, user agent
+-- KEYS: session, index. ARGV: sid, ttl, refresh jti, ip, user agent, method
 local now = tonumber(redis.call('TIME')[1])
 local ttl = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'c', now, 'l', now, 'r', ARGV[3], 'ip', ARGV[4], 'ua', ARGV[5])
+redis.call('HSET', KEYS[1], 'c', now, 'l', now, 'r', ARGV[3], 'ip', ARGV[4], 'ua', ARGV[5],
+           'm', ARGV[6])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('SADD', KEYS[2], ARGV[1])
 keep(KEYS[2], ttl)
@@ -91,14 +93,16 @@ class SessionRecord:
     last_used: int
     ip: str
     user_agent: str
+    method: str
 
 
 def create_session(
-    user_id: str, sid: str, *, refresh_jti: str, ip: str, user_agent: str, ttl: int
+    user_id: str, sid: str, *, refresh_jti: str, ip: str, user_agent: str, ttl: int,
+    method: str = "code",
 ) -> None:
     _CREATE_SESSION(
         keys=[session_key(user_id, sid), session_index_key(user_id)],
-        args=[sid, ttl, refresh_jti, ip, user_agent],
+        args=[sid, ttl, refresh_jti, ip, user_agent, method],
         client=redis_client(),
     )
 
@@ -160,6 +164,7 @@ def list_sessions(user_id: str) -> list[SessionRecord]:
                 last_used=int(field.get("l", 0)),
                 ip=field.get("ip", ""),
                 user_agent=field.get("ua", ""),
+                method=field.get("m", "code"),
             )
         )
     if dead:

@@ -46,15 +46,26 @@ def _new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _access_token(user_id: str, sid: str, roles: Iterable[str], locale: str | None) -> str:
-    claims: dict[str, Any] = {"sid": sid, "roles": sorted(roles)}
+# When the user last proved who they are (OIDC's name): fresh_login_required reads it.
+AUTH_TIME_CLAIM = "auth_time"
+
+
+def _access_token(
+    user_id: str, sid: str, roles: Iterable[str], locale: str | None, auth_time: int
+) -> str:
+    claims: dict[str, Any] = {"sid": sid, "roles": sorted(roles), AUTH_TIME_CLAIM: auth_time}
     if locale:
         claims[LOCALE_CLAIM] = locale  # the user's language, without a query (see i18n)
     return create_access_token(identity=user_id, additional_claims=claims)
 
 
-def start_session(user: Any, *, ip: str | None, user_agent: str | None) -> tuple[str, str]:
-    """Record a new session and return its (access token, refresh token)."""
+def start_session(
+    user: Any, *, ip: str | None, user_agent: str | None, method: str = "code"
+) -> tuple[str, str]:
+    """Record a new session and return its (access token, refresh token).
+
+    `method`: how the user proved who they are (code, link, approval, passkey).
+    """
     user_id, sid, refresh_jti = str(user.id), _new_id(), _new_id()
     store.create_session(
         user_id,
@@ -63,11 +74,23 @@ def start_session(user: Any, *, ip: str | None, user_agent: str | None) -> tuple
         ip=ip or "",
         user_agent=(user_agent or "")[:MAX_USER_AGENT_LENGTH],
         ttl=settings.session_ttl,
+        method=method,
     )
+    now = int(time.time())
     refresh = create_refresh_token(
-        identity=user_id, additional_claims={"sid": sid, "jti": refresh_jti}
+        identity=user_id,
+        additional_claims={"sid": sid, "jti": refresh_jti, AUTH_TIME_CLAIM: now},
     )
-    return _access_token(user_id, sid, user.roles, user.locale), refresh
+    return _access_token(user_id, sid, user.roles, user.locale, now), refresh
+
+
+def fresh_access_token(user: Any, sid: str) -> str:
+    """A new access token of this session, recording an authentication just now (step-up).
+
+    Only the access token changes: after its next refresh the session falls back to
+    its sign-in time, which is older, never fresher.
+    """
+    return _access_token(str(user.id), sid, user.roles, user.locale, int(time.time()))
 
 
 def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
@@ -96,13 +119,14 @@ def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
     # The new refresh token ends when the session does, not later.
     # A float delta: the new `exp` rounds down to exactly the old one.
     remaining = timedelta(seconds=max(refresh_payload["exp"] - time.time(), 1))
+    auth_time = int(refresh_payload.get(AUTH_TIME_CLAIM, 0))
     refresh = create_refresh_token(
         identity=user_id,
-        additional_claims={"sid": sid, "jti": new_jti},
+        additional_claims={"sid": sid, "jti": new_jti, AUTH_TIME_CLAIM: auth_time},
         expires_delta=remaining,
     )
     TOKENS_REFRESHED.inc()
-    return _access_token(user_id, sid, user.roles, user.locale), refresh
+    return _access_token(user_id, sid, user.roles, user.locale, auth_time), refresh
 
 
 def end_session(user_id: str, sid: str, *, reason: str) -> bool:
@@ -134,6 +158,7 @@ class SessionInfo:
     last_used_at: str
     ip: str
     user_agent: str
+    method: str
     current: bool
 
 
@@ -150,6 +175,7 @@ def list_sessions(user_id: str, *, current_sid: str | None = None) -> list[Sessi
             last_used_at=_iso(record.last_used),
             ip=record.ip,
             user_agent=record.user_agent,
+            method=record.method,
             current=record.sid == current_sid,
         )
         for record in store.list_sessions(user_id)

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
@@ -48,6 +49,8 @@ DEFAULTS: Mapping[str, Any] = {
     # Link pages' posts (use, approve, deny), and the asking page's approval polls.
     "OTP_RATE_LIMIT_LINK": "30 per 10 minutes",
     "OTP_RATE_LIMIT_APPROVAL_POLL": "600 per 10 minutes",
+    # Passkey ceremonies (options and verification, sign-in and step-up).
+    "OTP_RATE_LIMIT_PASSKEY": "60 per 10 minutes",
     # Codes and links.
     "OTP_LENGTH": 6,
     "OTP_TTL_SECONDS": 600,
@@ -60,6 +63,14 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_DEV_MAGIC_CODE": None,
     # Links are built from this URL, never from a request's Host header.
     "OTP_LINK_BASE_URL": "http://127.0.0.1:5000",
+    # Passkeys (WebAuthn): the relying party is the site of OTP_LINK_BASE_URL unless set.
+    "OTP_PASSKEYS": True,
+    "OTP_WEBAUTHN_RP_ID": None,  # None: the host of OTP_LINK_BASE_URL
+    "OTP_WEBAUTHN_RP_NAME": None,  # None: OTP_APP_NAME
+    "OTP_WEBAUTHN_ORIGINS": None,  # None: the origin of OTP_LINK_BASE_URL
+    "OTP_WEBAUTHN_TIMEOUT_SECONDS": 120,
+    # Sensitive actions need an authentication (passkey or code) this recent.
+    "OTP_FRESH_LOGIN_SECONDS": 300,
     # The cookie that binds an emailed link to the browser that asked (see browser_binding).
     "OTP_BINDING_COOKIE_NAME": "email_signin_binding",
     # The code in the email's subject too: handy, but lock screens and mail logs show it.
@@ -152,6 +163,34 @@ class Settings:
     @property
     def link_base_url(self) -> str:
         return str(self._config["OTP_LINK_BASE_URL"]).rstrip("/")
+
+    @property
+    def passkeys_enabled(self) -> bool:
+        return bool(self._config["OTP_PASSKEYS"])
+
+    @property
+    def webauthn_rp_id(self) -> str:
+        return str(self._config["OTP_WEBAUTHN_RP_ID"] or urlsplit(self.link_base_url).hostname)
+
+    @property
+    def webauthn_rp_name(self) -> str:
+        return str(self._config["OTP_WEBAUTHN_RP_NAME"] or self.app_name)
+
+    @property
+    def webauthn_origins(self) -> list[str]:
+        origins = self._config["OTP_WEBAUTHN_ORIGINS"]
+        if origins:
+            return [origins] if isinstance(origins, str) else [str(o) for o in origins]
+        base = urlsplit(self.link_base_url)
+        return [f"{base.scheme}://{base.netloc}"]
+
+    @property
+    def webauthn_timeout(self) -> int:
+        return int(self._config["OTP_WEBAUTHN_TIMEOUT_SECONDS"])
+
+    @property
+    def fresh_login_seconds(self) -> int:
+        return int(self._config["OTP_FRESH_LOGIN_SECONDS"])
 
     @property
     def binding_cookie_name(self) -> str:

@@ -23,10 +23,14 @@ class SignedIn:
         set_session_cookies(response, self.access_token, self.refresh_token)
 
 
-def complete_sign_in(email: str) -> SignedIn:
-    """Find or create the user of a proven email and start a session for this client."""
+def complete_sign_in(email: str, method: str = "code") -> SignedIn:
+    """Find or create the user of a proven email and start a session for this client.
+
+    `method`: how the email was proven (code, link, approval, passkey), shown in the
+    sessions list.
+    """
     user = user_store().sign_in(email, allow_signup=settings.allow_signup)
     access, refresh = start_session(
-        user, ip=request.remote_addr, user_agent=request.user_agent.string
+        user, ip=request.remote_addr, user_agent=request.user_agent.string, method=method
     )
     return SignedIn(user, access, refresh)

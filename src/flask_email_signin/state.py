@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from .i18n import Localization
+    from .passkey_store import PasskeyStore
     from .rate_limits import RateLimits
     from .task_publisher import TaskPublisher
     from .users import SQLAlchemyUserStore
@@ -28,6 +29,7 @@ class State:
     publisher: TaskPublisher
     rate_limits: RateLimits
     localization: Localization
+    passkeys: PasskeyStore | None  # None: OTP_PASSKEYS is off
 
 
 def current_state() -> State:

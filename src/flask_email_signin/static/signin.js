@@ -95,13 +95,13 @@
   // A cookie-authenticated request; an expired access token is refreshed once. The access
   // cookie expires with its token, so "expired" often reads as "missing": the refresh
   // cookie's CSRF twin, readable here, tells whether a session may still be refreshed.
-  async function authed(method, path) {
+  async function authed(method, path, { json } = {}) {
     const csrf = method === "GET" ? undefined : CSRF_ACCESS;
-    let result = await call(method, path, { csrf });
+    let result = await call(method, path, { csrf, json });
     const code = result.status === 401 ? errorCode(result) : "";
     if (code === "token_expired" || (code === "token_missing" && readCookie(CSRF_REFRESH))) {
       const refreshed = await call("POST", `${API}/refresh`, { csrf: CSRF_REFRESH });
-      if (refreshed.status === 200) result = await call(method, path, { csrf });
+      if (refreshed.status === 200) result = await call(method, path, { csrf, json });
     }
     return result;
   }
@@ -112,6 +112,8 @@
     $("loading").hidden = true;
     for (const [key, section] of Object.entries(steps)) section.hidden = key !== name;
     if (focus) focus.focus();
+    // passkeys.js (when loaded) offers passkeys on the email step and lists them once signed in.
+    document.dispatchEvent(new CustomEvent("email-signin:step", { detail: { step: name } }));
   }
 
   function setText(element, text) {
@@ -442,6 +444,7 @@
     $("signed-in-email").textContent = me.email;
     setText(doneError, "");
     show("done", $("done-title"));
+    document.dispatchEvent(new CustomEvent("email-signin:signed-in", { detail: { profile: me } }));
     await loadSessions();
   }
 
@@ -463,6 +466,14 @@
       "";
     return system ? t("{browser} on {system}", { browser, system }) : browser;
   }
+
+  // How each session began, as the sessions list says it.
+  const METHODS = {
+    passkey: "with a passkey",
+    code: "with an email code",
+    link: "with an email link",
+    approval: "approved on another device",
+  };
 
   function when(value) {
     if (value === null || value === undefined || value === "") return "";
@@ -516,6 +527,7 @@
       const started = when(session.created_at ?? session.created);
       meta.textContent = [
         session.ip,
+        METHODS[session.method] ? t(METHODS[session.method]) : "",
         lastUsed && t("active {when}", { when: lastUsed }),
         !lastUsed && started && t("signed in {when}", { when: started }),
       ]
@@ -553,6 +565,9 @@
     }
     setText(doneError, genericFailure(result));
   });
+
+  // What passkeys.js uses of this page.
+  window.emailSignIn = { API, call, authed, t, when, showSignedIn, clearPending, stopApproval };
 
   // ---- Start --------------------------------------------------------------------------------
 

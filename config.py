@@ -114,7 +114,8 @@ class Config:
     OTP_WORKER_METRICS_PORT = env_int("OTP_WORKER_METRICS_PORT", 0)
     OTP_WORKER_METRICS_ADDRESS = env_str("OTP_WORKER_METRICS_ADDRESS", "127.0.0.1")
     # Sign-in links and emails. Links are built from this URL, never from the Host header.
-    OTP_LINK_BASE_URL = env_str("OTP_LINK_BASE_URL", "http://127.0.0.1:8000")
+    # localhost, not 127.0.0.1: a passkey's relying party must be a name, not an address.
+    OTP_LINK_BASE_URL = env_str("OTP_LINK_BASE_URL", "http://localhost:8000")
     OTP_ACCENT_COLOR = env_str("OTP_ACCENT_COLOR", "#4f46e5")
     OTP_SUPPORT_EMAIL = env_str("OTP_SUPPORT_EMAIL")
     # A folder searched before the built-in templates (same names override them).

@@ -179,7 +179,7 @@ def test_the_text_part_ends_with_the_origin_bound_code_line(
     assert auth.request_code(email).status_code == 202
     code = auth.read_code_from_inbox(email)
     subject, text, html = text_and_html(auth, email)
-    assert text.rstrip("\n").splitlines()[-1] == f"@127.0.0.1 #{code}"
+    assert text.rstrip("\n").splitlines()[-1] == f"@localhost #{code}"
     assert code not in subject  # off by default: lock screens show subjects
     # One selectable, monospaced run of digits in the HTML part.
     block = re.search(rf"<div style=\"([^\"]*)\">{code}</div>", html)

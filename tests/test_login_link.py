@@ -54,7 +54,7 @@ def test_the_email_carries_the_code_and_the_link_in_both_parts(
     # The link names the email only by its keyed tag; the secret sits in the fragment.
     path, secret = link
     assert email not in url and path == f"/auth/link/{email_tag(email)}" and len(secret) == 43
-    assert url.startswith("http://127.0.0.1:8000/auth/link/")
+    assert url.startswith("http://localhost:8000/auth/link/")
 
 
 def test_the_link_secret_is_stored_only_as_a_keyed_hash(
@@ -275,7 +275,7 @@ def test_a_host_template_overrides_the_built_in_email(suite_config: type, tmp_pa
         ("http://signin.example.org", True),
         ("signin.example.org", True),
         ("https://signin.example.org", False),
-        ("http://127.0.0.1:8000", False),  # the development default never leaves the machine
+        ("http://localhost:8000", False),  # the development default never leaves the machine
     ],
 )
 def test_production_wants_https_links(suite_config: type, base_url: str, refused: bool) -> None:

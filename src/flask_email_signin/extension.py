@@ -17,6 +17,7 @@ the extension object (one object may serve several apps):
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from celery import Celery
@@ -37,7 +38,11 @@ from .errors import FreshLoginRequired
 from .i18n import init_localization
 from .jwt_callbacks import ensure_session_check, install_session_check
 from .passkey_store import PasskeyStore, passkey_table
-from .production_guard import check_production_settings, is_production
+from .production_guard import (
+    check_production_settings,
+    is_production,
+    passkey_setting_problem,
+)
 from .rate_limits import build_rate_limits
 from .redis_client import redis_from_url
 from .settings import apply_defaults
@@ -45,6 +50,8 @@ from .state import EXTENSION_KEY, State
 from .task_publisher import TaskPublisher
 from .tasks import register_tasks
 from .users import SQLAlchemyUserStore, default_user_model
+
+log = logging.getLogger(__name__)
 
 
 class EmailSignIn:
@@ -90,6 +97,9 @@ class EmailSignIn:
         apply_defaults(config)
         if is_production(config, debug=app.debug, testing=app.testing):
             check_production_settings(config)
+        elif config["OTP_PASSKEYS"] and (problem := passkey_setting_problem(config)):
+            # Development: the rest works; passkeys will not until this is fixed.
+            log.warning("passkeys will not work: %s", problem)
 
         users = SQLAlchemyUserStore(*self._database(app, db, user_model))
         manager = self._jwt_manager(app)

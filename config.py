@@ -105,6 +105,9 @@ class Config:
     OTP_RATE_LIMIT_APPROVAL_POLL = env_str("OTP_RATE_LIMIT_APPROVAL_POLL", "600 per 10 minutes")
     # The code in the email's subject too: lock screens and mail logs then show it.
     OTP_CODE_IN_SUBJECT = env_bool("OTP_CODE_IN_SUBJECT", False)
+    OTP_WEBAUTHN_RP_ID = env_str("OTP_WEBAUTHN_RP_ID")
+    OTP_FRESH_LOGIN_SECONDS = env_int("OTP_FRESH_LOGIN_SECONDS", 300)
+    OTP_RATE_LIMIT_PASSKEY = env_str("OTP_RATE_LIMIT_PASSKEY", "60 per 10 minutes")
     OTP_ALLOW_SIGNUP = env_bool("OTP_ALLOW_SIGNUP", True)
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).

@@ -19,15 +19,23 @@ from .schemas import (
     MAX_EMAIL_LENGTH,
     ApprovalPollSchema,
     ApprovalWaitingSchema,
+    CeremonySchema,
     CodeSentSchema,
     LogoutAllSchema,
     NormalisedEmail,
+    PasskeyAuthenticateSchema,
+    PasskeyAuthOptionsSchema,
+    PasskeyListSchema,
+    PasskeyRegisterSchema,
+    PasskeyRenameSchema,
+    PasskeySchema,
     ProfileSchema,
     ProfileUpdateSchema,
     RequestCodeSchema,
     SessionListSchema,
     SessionSchema,
     SignedInSchema,
+    StepUpSchema,
     UserSchema,
     VerifyCodeSchema,
 )
@@ -79,6 +87,9 @@ RESPONSE_SCHEMAS: dict[str, type[Schema]] = {  # nested ones before their parent
     "SessionList": SessionListSchema,
     "SessionEnded": SessionEndedSchema,
     "SessionsEnded": SessionsEndedSchema,
+    "Passkey": PasskeySchema,
+    "PasskeyList": PasskeyListSchema,
+    "Ceremony": CeremonySchema,
 }
 REQUEST_SCHEMAS: dict[str, type[Schema]] = {
     "RequestCode": RequestCodeSchema,
@@ -86,12 +97,19 @@ REQUEST_SCHEMAS: dict[str, type[Schema]] = {
     "LogoutAll": LogoutAllSchema,
     "ApprovalPoll": ApprovalPollSchema,
     "ProfileUpdate": ProfileUpdateSchema,
+    "PasskeyRegister": PasskeyRegisterSchema,
+    "PasskeyAuthOptions": PasskeyAuthOptionsSchema,
+    "PasskeyAuthenticate": PasskeyAuthenticateSchema,
+    "PasskeyRename": PasskeyRenameSchema,
+    "StepUp": StepUpSchema,
 }
 
 ERRORS = {
-    400: "The body is not valid JSON (`malformed_json`).",
+    400: "The body is not valid JSON (`malformed_json`), or a passkey ceremony that expired "
+    "or was already used (`passkey_ceremony_expired`).",
     401: "Wrong, older (`otp_superseded`), expired or used code, or a missing, invalid, "
     "expired or revoked token.",
+    409: "This passkey is already registered (`passkey_already_registered`).",
     403: "Account deactivated, sign-up closed, or a sign-in denied on another device "
     "(`signin_denied`) or not asked for by this browser (`not_the_asking_browser`).",
     410: "The link of this sign-in was already used (`link_used`).",
@@ -141,6 +159,72 @@ def _responses(
 
 def _json_body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _passkey_paths(
+    spec: APISpec, prefix: str, signed_in: list[dict[str, list[str]]],
+    token_errors: tuple[int, ...],
+) -> None:
+    writes: list[dict[str, list[str]]] = [{"bearer": []}, {"accessCookie": [], "csrfHeader": []}]
+    webauthn_object = {"description": "As the WebAuthn JSON methods give and take it.",
+                       "content": {"application/json": {"schema": {"type": "object"}}}}
+    spec.path(path=prefix + "/passkeys/register/options", operations={"post": {
+        "summary": "Options for navigator.credentials.create(): a passkey for this user",
+        "security": writes,
+        "responses": {"200": webauthn_object,
+                      **_responses(200, None, "", (*token_errors, 429))},
+    }})
+    spec.path(path=prefix + "/passkeys/register", operations={"post": {
+        "summary": "Store the new passkey (its attestation verified)",
+        "requestBody": _json_body("PasskeyRegister"), "security": writes,
+        "responses": _responses(201, "Passkey", "Stored.",
+                                (*JSON_BODY_ERRORS, *token_errors, 400, 409, 429)),
+    }})
+    spec.path(path=prefix + "/passkeys/authenticate/options", operations={"post": {
+        "summary": "Options for navigator.credentials.get(), and the ceremony id",
+        "requestBody": {"required": False,
+                        "content": {"application/json": {"schema": "PasskeyAuthOptions"}}},
+        "responses": _responses(200, "Ceremony", "The options.", (*JSON_BODY_ERRORS, 429, 503)),
+    }})
+    spec.path(path=prefix + "/passkeys/authenticate", operations={"post": {
+        "summary": "Sign in with a passkey (the same session as a code)",
+        "requestBody": _json_body("PasskeyAuthenticate"),
+        "responses": _responses(200, "SignedIn", "Signed in.",
+                                (*JSON_BODY_ERRORS, 400, 401, 403, 429, 503)),
+    }})
+    spec.path(path=prefix + "/passkeys", operations={"get": {
+        "summary": "The user's passkeys", "security": signed_in,
+        "responses": _responses(200, "PasskeyList", "The passkeys.", token_errors),
+    }})
+    passkey_id = [{"name": "passkey_id", "in": "path", "required": True,
+                   "schema": {"type": "integer"}}]
+    spec.path(path=prefix + "/passkeys/{passkey_id}", operations={
+        "patch": {
+            "summary": "Rename a passkey", "parameters": passkey_id, "security": writes,
+            "requestBody": _json_body("PasskeyRename"),
+            "responses": _responses(200, "Passkey", "Renamed.",
+                                    (*JSON_BODY_ERRORS, *token_errors, 404)),
+        },
+        "delete": {
+            "summary": "Delete a passkey (needs a recent authentication)",
+            "parameters": passkey_id, "security": writes,
+            "responses": _responses(200, "Message", "Deleted.", (*token_errors, 404)),
+        },
+    })
+    spec.path(path=prefix + "/step-up/options", operations={"post": {
+        "summary": "Options to confirm it is you with a passkey", "security": writes,
+        "responses": _responses(200, "Ceremony", "The options.", (*token_errors, 429)),
+    }})
+    spec.path(path=prefix + "/step-up/code", operations={"post": {
+        "summary": "Email a code to confirm it is you", "security": writes,
+        "responses": _responses(202, "CodeSent", "Queued.", (*token_errors, 429)),
+    }})
+    spec.path(path=prefix + "/step-up", operations={"post": {
+        "summary": "Confirm it is you: a fresh access token", "security": writes,
+        "requestBody": _json_body("StepUp"),
+        "responses": _responses(200, "AccessToken", "Confirmed.",
+                                (*JSON_BODY_ERRORS, *token_errors, 400, 429)),
+    }})
 
 
 def build_openapi_document(config: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -311,6 +395,8 @@ def build_openapi_document(config: Mapping[str, Any], prefix: str) -> dict[str, 
             }
         },
     )
+    if config.get("OTP_PASSKEYS", True):
+        _passkey_paths(spec, prefix, signed_in, token_errors)
     spec.path(
         path=prefix + "/openapi.json",
         operations={

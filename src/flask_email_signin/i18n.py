@@ -44,6 +44,11 @@ class Localization:
     default: str
     # What Accept-Language is matched against: every locale, and "zh_CN" for "zh_Hans_CN".
     accept_names: dict[str, str]
+    # Parsed once: Flask-Babel takes a Locale from the selector as it is, where parsing a
+    # name again on every request costs more than the rest of the choice.
+    parsed: dict[str, Locale]
+    # Accept-Language header -> chosen locale: headers repeat, matching them costs.
+    by_header: dict[str, Locale | None]
 
 
 def compiled_locales(directories: Iterable[Path]) -> set[str]:
@@ -74,6 +79,8 @@ def init_localization(app: Flask) -> Localization:
         locales=tuple(locales),
         default=default,
         accept_names=accept_names,
+        parsed={name: Locale.parse(name) for name in locales},
+        by_header={},
     )
 
 
@@ -81,18 +88,28 @@ def localization() -> Localization:
     return current_app.extensions[EXTENSION_KEY].localization
 
 
-def select_locale() -> str | None:
+MAX_REMEMBERED_HEADERS = 512
+
+
+def select_locale() -> Locale | None:
     """The stored preference of a verified token, else Accept-Language, else None (default)."""
     if not has_request_context():
         return None
-    locales = localization().locales
+    known = localization()
     claims = g.get("_jwt_extended_jwt")
     preferred = claims.get(LOCALE_CLAIM) if isinstance(claims, dict) else None
-    if preferred in locales:
-        return str(preferred)
-    names = localization().accept_names
-    best = request.accept_languages.best_match(names)
-    return names[best] if best else None
+    if preferred in known.parsed:
+        return known.parsed[preferred]
+    header = request.headers.get("Accept-Language", "")
+    try:
+        return known.by_header[header]
+    except KeyError:
+        pass
+    best = request.accept_languages.best_match(known.accept_names)
+    chosen = known.parsed[known.accept_names[best]] if best else None
+    if len(known.by_header) < MAX_REMEMBERED_HEADERS:
+        known.by_header[header] = chosen
+    return chosen
 
 
 def available_locale(value: str | None) -> str | None:
@@ -145,7 +162,7 @@ def current_locale() -> Locale:
 
 def locale_name() -> str:
     """This request's locale as stored and carried to the worker ("pt_BR")."""
-    return str(current_locale())
+    return str(current_locale())  # a Locale made once per locale (see select_locale)
 
 
 def template_context(*, html: bool = True) -> dict[str, Any]:

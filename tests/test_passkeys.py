@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from soft_authenticator import SoftAuthenticator
+from test_config import production_config
 
 from app import create_app
-from flask_email_signin import fresh_login_required
+from flask_email_signin import UnsafeSettingError, fresh_login_required
 from flask_email_signin.passkey_store import TABLE_NAME
 from flask_email_signin.settings import settings
 from support import AuthActions, error_code, new_email
@@ -281,3 +282,49 @@ def test_hosts_decorate_their_own_views(suite_config: type, app: Flask) -> None:
         assert refused.get_json()["error"]["details"]["max_age"] == -1
     finally:
         host.extensions["email_signin"].redis.close()
+
+
+@pytest.mark.parametrize(
+    ("settings_", "refused"),
+    [
+        ({"OTP_LINK_BASE_URL": "https://signin.example.org"}, False),
+        ({"OTP_LINK_BASE_URL": "https://signin.example.org",
+          "OTP_WEBAUTHN_ORIGINS": ["http://signin.example.org"]}, True),
+        ({"OTP_LINK_BASE_URL": "https://signin.example.org",
+          "OTP_WEBAUTHN_ORIGINS": ["http://localhost:8000"]}, False),  # the machine itself
+    ],
+)
+def test_production_refuses_passkey_origins_without_https(
+    suite_config: type, settings_: dict[str, Any], refused: bool
+) -> None:
+    config = production_config(suite_config, **settings_)
+    if refused:
+        with pytest.raises(UnsafeSettingError, match="OTP_WEBAUTHN_ORIGINS"):
+            create_app(config)
+    else:
+        create_app(config).extensions["email_signin"].redis.close()
+
+
+@pytest.mark.parametrize(
+    ("settings_", "problem"),
+    [
+        ({"OTP_LINK_BASE_URL": "http://127.0.0.1:8000"}, "not a domain"),
+        ({"OTP_LINK_BASE_URL": "https://signin.example.org",
+          "OTP_WEBAUTHN_RP_ID": "example.com"}, "is not on OTP_WEBAUTHN_RP_ID"),
+        ({"OTP_LINK_BASE_URL": "https://signin.example.org",
+          "OTP_WEBAUTHN_RP_ID": "example.org"}, None),  # a parent domain: fine
+    ],
+)
+def test_settings_that_make_passkeys_unusable_are_logged_at_start(
+    suite_config: type, settings_: dict[str, Any], problem: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="flask_email_signin.extension"):
+        host = create_app(type("Passkeys", (suite_config,), settings_))
+    host.extensions["email_signin"].redis.close()
+    messages = [record.getMessage() for record in caplog.records]
+    warnings = [message for message in messages if "passkeys will not work" in message]
+    if problem is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and problem in warnings[0]

@@ -97,8 +97,8 @@ class EmailSignIn:
         apply_defaults(config)
         if is_production(config, debug=app.debug, testing=app.testing):
             check_production_settings(config)
-        elif config["OTP_PASSKEYS"] and (problem := passkey_setting_problem(config)):
-            # Development: the rest works; passkeys will not until this is fixed.
+        if config["OTP_PASSKEYS"] and (problem := passkey_setting_problem(config)):
+            # Not unsafe: the rest works, and passkeys will not until this is fixed.
             log.warning("passkeys will not work: %s", problem)
 
         users = SQLAlchemyUserStore(*self._database(app, db, user_model))

@@ -56,33 +56,38 @@ def check_production_settings(config: Mapping[str, Any]) -> None:
             "sign-in links carry a secret."
         )
     if config.get("OTP_PASSKEYS"):
-        problem = passkey_setting_problem(config)
-        if problem:
-            raise UnsafeSettingError(problem)
+        for origin in _passkey_origins(config):
+            parts = urlsplit(origin)
+            if parts.scheme != "https" and (parts.hostname or "").lower() not in LOOPBACK_HOSTS:
+                raise UnsafeSettingError(
+                    f"OTP_WEBAUTHN_ORIGINS: {origin!r} is not https://; passkey responses "
+                    "from it could be read and replayed on the way."
+                )
+
+
+def _passkey_origins(config: Mapping[str, Any]) -> list[str]:
+    link_base = urlsplit(str(config.get("OTP_LINK_BASE_URL") or ""))
+    origins = config.get("OTP_WEBAUTHN_ORIGINS") or [f"{link_base.scheme}://{link_base.netloc}"]
+    return [origins] if isinstance(origins, str) else [str(o) for o in origins]
 
 
 def passkey_setting_problem(config: Mapping[str, Any]) -> str | None:
-    """What is wrong with the relying party settings, or None.
+    """Why passkeys cannot work with these settings, or None (logged at start-up).
 
     The relying party id must be a domain (browsers refuse IP addresses), and every
-    allowed origin must be https (or http on the machine itself) on that domain or
-    under it: an assertion is only checked against these, never against `Host`.
+    allowed origin must be on that domain or under it: an assertion is only checked
+    against these, never against `Host`. Not unsafe, only unusable: the rest of
+    sign-in works (the production guard refuses what is unsafe: origins without https).
     """
     link_base = urlsplit(str(config.get("OTP_LINK_BASE_URL") or ""))
     rp_id = str(config.get("OTP_WEBAUTHN_RP_ID") or link_base.hostname or "").lower()
-    origins = config.get("OTP_WEBAUTHN_ORIGINS") or [f"{link_base.scheme}://{link_base.netloc}"]
-    if isinstance(origins, str):
-        origins = [origins]
     if not rp_id or rp_id.replace(".", "").isdigit() or ":" in rp_id:
         return (
             f"OTP_WEBAUTHN_RP_ID {rp_id!r} is not a domain; passkeys need one (browsers "
             "refuse IP addresses): serve the app on a name, or set OTP_PASSKEYS = False."
         )
-    for origin in origins:
-        parts = urlsplit(str(origin))
-        host = (parts.hostname or "").lower()
-        if parts.scheme != "https" and host not in LOOPBACK_HOSTS:
-            return f"OTP_WEBAUTHN_ORIGINS: {origin!r} is not https://."
+    for origin in _passkey_origins(config):
+        host = (urlsplit(origin).hostname or "").lower()
         if host != rp_id and not host.endswith("." + rp_id):
             return f"OTP_WEBAUTHN_ORIGINS: {origin!r} is not on OTP_WEBAUTHN_RP_ID {rp_id!r}."
     return None

@@ -109,6 +109,9 @@ class Config:
     OTP_FRESH_LOGIN_SECONDS = env_int("OTP_FRESH_LOGIN_SECONDS", 300)
     OTP_RATE_LIMIT_PASSKEY = env_str("OTP_RATE_LIMIT_PASSKEY", "60 per 10 minutes")
     OTP_ALLOW_SIGNUP = env_bool("OTP_ALLOW_SIGNUP", True)
+    OTP_SIGNUP_ALLOWED_DOMAINS = env_str("OTP_SIGNUP_ALLOWED_DOMAINS", "")
+    OTP_SIGNUP_DENIED_DOMAINS = env_str("OTP_SIGNUP_DENIED_DOMAINS", "")
+    OTP_SIGNUP_BLOCK_DISPOSABLE = env_bool("OTP_SIGNUP_BLOCK_DISPOSABLE", True)
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).
     OTP_LOG_LEVEL = env_str("OTP_LOG_LEVEL", "INFO")

@@ -286,3 +286,34 @@ def test_an_expired_access_token_is_refreshed_by_the_page(
         page.reload()  # the page refreshes with the refresh cookie and its CSRF header
     assert refreshed.value.status == 200
     expect_signed_in(page, email)
+
+
+def test_requests_that_find_their_token_expired_together_refresh_once(
+    page: Page, auth: AuthActions, email: str, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refresh tokens rotate and reuse ends the session: two refreshes at once must not
+    happen, or the second would present the token the first just retired."""
+    lifetime = app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    monkeypatch.setitem(app.config, "JWT_ACCESS_TOKEN_EXPIRES", timedelta(seconds=1))
+    ask_for_a_code(page, email)
+    page.get_by_label("Sign-in code").fill(auth.read_code_from_inbox(email))
+    expect_signed_in(page, email)
+    time.sleep(2)
+    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = lifetime
+    refreshes: list[int] = []
+    page.on(
+        "response",
+        lambda answer: refreshes.append(answer.status) if answer.url.endswith("/refresh") else None,
+    )
+    statuses = page.evaluate(
+        """async () => {
+            const { API, authed } = window.emailSignIn;
+            const answers = await Promise.all(
+                [authed("GET", `${API}/me`), authed("GET", `${API}/sessions`),
+                 authed("GET", `${API}/me`)]);
+            return answers.map((answer) => answer.status);
+        }"""
+    )
+    assert statuses == [200, 200, 200]
+    assert refreshes == [200]
+    assert page.request.get("/auth/me").status == 200  # the session is still live

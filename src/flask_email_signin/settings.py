@@ -60,6 +60,11 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_LOCKOUT_SECONDS": 900,
     "OTP_HOURLY_SEND_LIMIT": 10,
     "OTP_ALLOW_SIGNUP": True,
+    # Who may sign up (existing accounts always may sign in; see signup_policy):
+    # only these domains (empty: any), never these, and no disposable-address domains.
+    "OTP_SIGNUP_ALLOWED_DOMAINS": (),
+    "OTP_SIGNUP_DENIED_DOMAINS": (),
+    "OTP_SIGNUP_BLOCK_DISPOSABLE": True,
     "OTP_DEV_MAGIC_CODE": None,
     # Links are built from this URL, never from a request's Host header.
     "OTP_LINK_BASE_URL": "http://127.0.0.1:5000",
@@ -157,6 +162,18 @@ class Settings:
         return bool(self._config["OTP_ALLOW_SIGNUP"])
 
     @property
+    def signup_allowed_domains(self) -> frozenset[str]:
+        return _domains(self._config["OTP_SIGNUP_ALLOWED_DOMAINS"])
+
+    @property
+    def signup_denied_domains(self) -> frozenset[str]:
+        return _domains(self._config["OTP_SIGNUP_DENIED_DOMAINS"])
+
+    @property
+    def signup_block_disposable(self) -> bool:
+        return bool(self._config["OTP_SIGNUP_BLOCK_DISPOSABLE"])
+
+    @property
     def dev_magic_code(self) -> str | None:
         return self._config.get("OTP_DEV_MAGIC_CODE") or None
 
@@ -233,6 +250,18 @@ class Settings:
 
 
 settings = Settings()
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_domains(value: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(d.strip().lower().lstrip("@.") for d in value if d.strip())
+
+
+def _domains(value: Any) -> frozenset[str]:
+    """A list of domains, or one comma-separated string of them (from the environment)."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return _parsed_domains(tuple(value or ()))
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from flask import Response, request
 
 from .session_cookies import set_session_cookies
 from .sessions import start_session
-from .settings import settings
+from .signup_policy import signup_allowed
 from .state import user_store
 
 
@@ -29,7 +29,7 @@ def complete_sign_in(email: str, method: str = "code") -> SignedIn:
     `method`: how the email was proven (code, link, approval, passkey), shown in the
     sessions list.
     """
-    user = user_store().sign_in(email, allow_signup=settings.allow_signup)
+    user = user_store().sign_in(email, allow_signup=signup_allowed(email))
     access, refresh = start_session(
         user, ip=request.remote_addr, user_agent=request.user_agent.string, method=method
     )

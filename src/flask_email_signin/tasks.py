@@ -24,7 +24,7 @@ from .codes import CODE_PURPOSE, email_tag, secret_digest
 from .login_email import send_login_code_email
 from .logs import current_request_id, request_id_var
 from .metrics import EMAILS
-from .settings import settings
+from .signup_policy import signup_allowed
 from .state import current_state, user_store
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def send_login_code(
     if state == "sent":
         log.info("login email already sent; redelivered task ignored")
         return
-    recipient = user_store().mail_recipient(email, allow_signup=settings.allow_signup)
+    recipient = user_store().mail_recipient(email, allow_signup=signup_allowed(email))
     if not recipient.may_sign_in:
         log.info("login email not sent: no active account and sign-up is closed")
         return

@@ -95,12 +95,25 @@
   // A cookie-authenticated request; an expired access token is refreshed once. The access
   // cookie expires with its token, so "expired" often reads as "missing": the refresh
   // cookie's CSRF twin, readable here, tells whether a session may still be refreshed.
+  // One refresh at a time: refresh tokens rotate, and a second request presenting the
+  // token the first one just retired would end the session (reuse detection). Requests
+  // that find their token expired together share the one refresh.
+  let refreshing = null;
+  function refreshOnce() {
+    if (!refreshing) {
+      refreshing = call("POST", `${API}/refresh`, { csrf: CSRF_REFRESH }).finally(() => {
+        refreshing = null;
+      });
+    }
+    return refreshing;
+  }
+
   async function authed(method, path, { json } = {}) {
     const csrf = method === "GET" ? undefined : CSRF_ACCESS;
     let result = await call(method, path, { csrf, json });
     const code = result.status === 401 ? errorCode(result) : "";
     if (code === "token_expired" || (code === "token_missing" && readCookie(CSRF_REFRESH))) {
-      const refreshed = await call("POST", `${API}/refresh`, { csrf: CSRF_REFRESH });
+      const refreshed = await refreshOnce();
       if (refreshed.status === 200) result = await call(method, path, { csrf, json });
     }
     return result;

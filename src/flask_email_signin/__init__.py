@@ -10,6 +10,7 @@ connected, no socket setting is changed.
 
 from __future__ import annotations
 
+from . import signals
 from .celery_app import celery_init_app
 from .errors import APIError
 from .extension import EmailSignIn
@@ -38,4 +39,5 @@ __all__ = [
     "render_metrics",
     "role_required",
     "serve_worker_metrics",
+    "signals",
 ]

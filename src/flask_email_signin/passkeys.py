@@ -36,7 +36,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from . import code_store, webauthn_ceremonies
+from . import code_store, signals, webauthn_ceremonies
 from .codes import email_tag
 from .errors import (
     PasskeyAlreadyRegistered,
@@ -50,6 +50,7 @@ from .i18n import gettext
 from .metrics import VERIFICATIONS
 from .passkey_store import Passkey, PasskeyStore
 from .settings import settings
+from .signals import emit
 from .state import current_state, user_store
 from .user_agents import describe_device
 
@@ -137,6 +138,7 @@ def register(
     )
     if passkey is None:
         raise PasskeyAlreadyRegistered()
+    emit(signals.passkey_registered, user_id=user_id, passkey_id=passkey.id)
     return passkey
 
 
@@ -267,3 +269,4 @@ def rename_passkey(user_id: int, passkey_id: int, name: str) -> Passkey:
 def delete_passkey(user_id: int, passkey_id: int) -> None:
     if not passkey_store().delete(user_id, passkey_id):
         raise PasskeyNotFound()
+    emit(signals.passkey_deleted, user_id=user_id, passkey_id=passkey_id)

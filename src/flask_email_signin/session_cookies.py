@@ -23,7 +23,7 @@ from flask import Response
 from flask_jwt_extended.config import config
 
 
-def _claims(token: str) -> dict[str, Any]:
+def token_claims(token: str) -> dict[str, Any]:
     """The claims of a token this process has just made (not a verification)."""
     payload = token.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
@@ -50,7 +50,7 @@ def set_session_cookies(response: Response, access_token: str, refresh_token: st
     (the library's order)."""
     set_access_cookie(response, access_token)
     double_submit = config.cookie_csrf_protect and config.csrf_in_cookies
-    refresh = _claims(refresh_token)
+    refresh = token_claims(refresh_token)
     _set(response, config.refresh_cookie_name, refresh_token,
          path=config.refresh_cookie_path, httponly=True, expires_at=refresh["exp"])
     if double_submit:
@@ -60,7 +60,7 @@ def set_session_cookies(response: Response, access_token: str, refresh_token: st
 
 def set_access_cookie(response: Response, access_token: str) -> None:
     """The access cookie and its CSRF cookie alone (a step-up renews only the access token)."""
-    access = _claims(access_token)
+    access = token_claims(access_token)
     _set(response, config.access_cookie_name, access_token,
          path=config.access_cookie_path, httponly=True, expires_at=access["exp"])
     if config.cookie_csrf_protect and config.csrf_in_cookies:

@@ -36,6 +36,7 @@ from .errors import AccountInactive, RefreshTokenReused, SessionEnded
 from .i18n import LOCALE_CLAIM
 from .metrics import TOKENS_REFRESHED, TOKENS_REVOKED
 from .settings import settings
+from .signals import emit, session_ended
 from .state import user_store
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
     )
     if status == "reused":
         TOKENS_REVOKED.labels("refresh_reused").inc()
+        emit(session_ended, user_id=int(user_id), session_id=sid, reason="refresh_reused")
         log.warning(
             "retired refresh token presented; session ended",
             extra={"user_id": user_id, "event": "refresh_token_reused"},
@@ -137,6 +139,7 @@ def end_session(user_id: str, sid: str, *, reason: str) -> bool:
     ended = store.revoke_sessions(user_id, [sid]) > 0
     if ended:
         TOKENS_REVOKED.labels(reason).inc()
+        emit(session_ended, user_id=int(user_id), session_id=sid, reason=reason)
     return ended
 
 
@@ -146,6 +149,8 @@ def end_all_sessions(user_id: str, *, reason: str, keep: str | None = None) -> i
     ended = store.revoke_sessions(user_id, sids)
     if ended:
         TOKENS_REVOKED.labels(reason).inc(ended)
+        for sid in sids:  # ids whose record had already expired are included
+            emit(session_ended, user_id=int(user_id), session_id=sid, reason=reason)
     return ended
 
 

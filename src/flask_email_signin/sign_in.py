@@ -7,8 +7,10 @@ from typing import Any
 
 from flask import Response, request
 
-from .session_cookies import set_session_cookies
+from . import signals
+from .session_cookies import set_session_cookies, token_claims
 from .sessions import start_session
+from .signals import emit
 from .signup_policy import signup_allowed
 from .state import user_store
 
@@ -33,4 +35,10 @@ def complete_sign_in(email: str, method: str = "code") -> SignedIn:
     access, refresh = start_session(
         user, ip=request.remote_addr, user_agent=request.user_agent.string, method=method
     )
+    # A new account's two stamps are the same instant (users.SQLAlchemyUserStore.sign_in).
+    if signals.user_created.receivers and user.created_at == user.last_login_at:
+        emit(signals.user_created, user_id=user.id, email=user.email)
+    if signals.user_signed_in.receivers:
+        emit(signals.user_signed_in, user_id=user.id, email=user.email, method=method,
+             session_id=str(token_claims(refresh)["sid"]))
     return SignedIn(user, access, refresh)

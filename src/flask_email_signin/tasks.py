@@ -20,10 +20,12 @@ from celery.exceptions import Ignore
 from flask import Flask, has_app_context
 
 from . import code_store as store
+from . import signals
 from .codes import CODE_PURPOSE, email_tag, secret_digest
 from .login_email import send_login_code_email
 from .logs import current_request_id, request_id_var
 from .metrics import EMAILS
+from .signals import emit
 from .signup_policy import signup_allowed
 from .state import current_state, user_store
 
@@ -110,6 +112,7 @@ def send_login_code(
         log.warning("login email sent, but not marked as sent: %s", type(error).__name__)
     log.info("login email sent")
     EMAILS.labels("sent").inc()
+    emit(signals.code_sent, email=email)
 
 
 def retry_while_the_code_lives(

@@ -8,17 +8,19 @@ resident keys and verifies the user, so "touching" it is automatic.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from playwright.sync_api import Browser, CDPSession, Page, expect
-from test_browser_signin import ARTIFACTS, Screenshots, browser  # noqa: F401 (fixture)
-from werkzeug.serving import make_server
+from test_browser_signin import (  # noqa: F401 (fixture)
+    ARTIFACTS,
+    Screenshots,
+    browser,
+    served,
+)
 
-from app.devtools.redis_server import free_port
 from support import AuthActions
 
 pytestmark = pytest.mark.live
@@ -26,18 +28,8 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture(scope="module")
 def localhost_url(app: Flask, celery_worker: object) -> Iterator[str]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://localhost:{port}"
-    previous = app.config["OTP_LINK_BASE_URL"]
-    app.config["OTP_LINK_BASE_URL"] = url
-    yield url
-    app.config["OTP_LINK_BASE_URL"] = previous
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with served(app, "localhost") as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,21 +39,30 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
 
 
-@pytest.fixture(scope="module")
-def base_url(app: Flask, celery_worker: object) -> Iterator[str]:
-    """The app on a loopback port; emailed links point at it (OTP_LINK_BASE_URL)."""
+@contextmanager
+def served(app: Flask, host: str) -> Iterator[str]:
+    """The app on a loopback port, named `host` in its URL; emailed links point at it
+    (OTP_LINK_BASE_URL)."""
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     previous = app.config["OTP_LINK_BASE_URL"]
     app.config["OTP_LINK_BASE_URL"] = url
-    yield url
-    app.config["OTP_LINK_BASE_URL"] = previous
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    try:
+        yield url
+    finally:
+        app.config["OTP_LINK_BASE_URL"] = previous
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def base_url(app: Flask, celery_worker: object) -> Iterator[str]:
+    with served(app, "127.0.0.1") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

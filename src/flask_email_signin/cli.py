@@ -1,4 +1,4 @@
-"""Administration from the command line: `flask users ...` and `flask mail ...`.
+"""Administration from the command line: `flask users ...`, `flask mail ...`, `flask audit ...`.
 
 Commands run inside the app context (Flask's AppGroup), against the same
 database and Redis as the web app, so what they change takes effect at once.
@@ -6,21 +6,30 @@ database and Redis as the web app, so what they change takes effect at once.
 
 from __future__ import annotations
 
+import csv
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
-from . import sessions
+from . import account_data, sessions
+from .audit import EVENTS
+from .codes import email_tag
 from .mail_check import diagnose, mail_settings, send_test_email
 from .roles import ROLE_NAME, is_valid_role_name
 from .schemas import NormalisedEmail
-from .state import user_store
+from .settings import settings
+from .state import current_state, user_store
 from .users import iso
 
 users_cli = AppGroup("users", help="Manage user accounts, roles and sessions.")
 mail_cli = AppGroup("mail", help="Check the outgoing mail settings.")
+audit_cli = AppGroup("audit", help="Read, export and prune the audit log.")
 
 
 def normalised_email(value: str) -> str:
@@ -180,6 +189,32 @@ def logout_all(email: str) -> None:
     click.echo(f"Ended {ended} session(s) of {user.email}.")
 
 
+@users_cli.command("export")
+@click.argument("email")
+@click.option("--output", "-o", type=click.File("w"), default="-",
+              help="Write the JSON here (default: standard output).")
+def export_user(email: str, output: Any) -> None:
+    """Export everything stored about the user as JSON (account, sessions, passkeys, audit)."""
+    user = get_user(email)
+    json.dump(account_data.export_account(user.id), output, indent=2, sort_keys=True)
+    output.write("\n")
+
+
+@users_cli.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_user(email: str, yes: bool) -> None:
+    """Delete the account: its row, passkeys, sessions and Redis state. Its audit events
+    are kept, pseudonymised, until `flask audit prune`."""
+    user = get_user(email)
+    if not yes:
+        click.confirm(f"Delete {user.email} (id {user.id}) and everything stored about it?",
+                      abort=True)
+    account_data.delete_account(user.id, by="operator")
+    current_state().audit.flush()
+    click.echo(f"Deleted {user.email} (id {user.id}); its audit events are pseudonymised.")
+
+
 @mail_cli.command("send-test")
 @click.argument("email")
 def send_test(email: str) -> None:
@@ -197,3 +232,109 @@ def send_test(email: str) -> None:
     except Exception as error:  # every failure gets a diagnosis, not a traceback
         raise click.ClickException(diagnose(error, settings)) from None
     click.echo(f"Sent: the server accepted the message. Check the inbox of {address}.")
+
+
+AGE = re.compile(r"^(\d+)([mhd])$")
+
+
+def moment(value: str | None, option: str) -> datetime | None:
+    """`30m`, `12h`, `7d` (that long ago) or an ISO 8601 date or time (UTC unless given)."""
+    if value is None:
+        return None
+    if match := AGE.match(value):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match[2]]
+        return datetime.now(UTC) - timedelta(**{unit: int(match[1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "use an age (30m, 12h, 7d) or an ISO 8601 date (2026-11-30T08:00)", param_hint=option
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def event_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value in EVENTS or (
+        value.endswith(".*") and any(e.startswith(value[:-1]) for e in EVENTS)
+    ):
+        return value
+    raise click.BadParameter(f"one of {', '.join(EVENTS)} (or a family: session.*)")
+
+
+def audit_filters(function: Any) -> Any:
+    for option in reversed((
+        click.option("--user", "user", help="Events of this account (email or id)."),
+        click.option("--event", callback=event_name, help="This event (or a family: code.*)."),
+        click.option("--since", help="From this moment: 7d, 12h, 30m or an ISO date."),
+        click.option("--until", help="Before this moment: same forms as --since."),
+    )):
+        function = option(function)
+    return function
+
+
+def find_events(user: str | None, event: str | None, since: str | None, until: str | None,
+                limit: int | None) -> list[Any]:
+    state = current_state()
+    state.audit.flush()
+    user_id = tag = None
+    if user is not None:
+        if user.isdigit():
+            user_id = int(user)
+        else:
+            address = normalised_email(user)
+            found = user_store().find(address)
+            user_id, tag = (found.id if found else None), email_tag(address)
+    return state.audit.store.events(
+        user_id=user_id, email_tag=tag, event=event,
+        since=moment(since, "--since"), until=moment(until, "--until"), limit=limit,
+    )
+
+
+@audit_cli.command("list")
+@audit_filters
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+def list_events(user: str | None, event: str | None, since: str | None, until: str | None,
+                limit: int) -> None:
+    """List audit events, newest first: time, event, user, IP, request id, detail."""
+    events = find_events(user, event, since, until, limit)
+    for item in events:
+        who = item.user_id if item.user_id is not None else (item.email_tag or "-")
+        detail = json.dumps(dict(item.detail), sort_keys=True) if item.detail else ""
+        click.echo(f"{item.at.isoformat(timespec='seconds')}  {item.event:<22}  {who!s:<18}  "
+                   f"{item.ip or '-':<15}  {item.request_id or '-'}  {detail}")
+    click.echo(f"{len(events)} event(s)")
+
+
+@audit_cli.command("export")
+@audit_filters
+@click.option("--format", "format_", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)
+@click.option("--output", "-o", type=click.File("w"), default="-",
+              help="Write here (default: standard output).")
+def export_events(user: str | None, event: str | None, since: str | None, until: str | None,
+                  format_: str, output: Any) -> None:
+    """Export every matching event, oldest first, as JSON lines or CSV."""
+    events = list(reversed(find_events(user, event, since, until, None)))
+    rows = [item.to_dict() for item in events]
+    if format_ == "jsonl":
+        for row in rows:
+            output.write(json.dumps(row, sort_keys=True) + "\n")
+    else:
+        fields = ["id", "at", "event", "user_id", "email_tag", "ip", "user_agent",
+                  "request_id", "detail"]
+        writer = csv.DictWriter(output, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "detail": json.dumps(row["detail"], sort_keys=True)})
+    if output is not sys.stdout:
+        click.echo(f"{len(rows)} event(s) exported", err=True)
+
+
+@audit_cli.command("prune")
+@click.option("--older-than-days", type=click.IntRange(min=0), default=None,
+              help="Default: OTP_AUDIT_RETENTION_DAYS.")
+def prune_events(older_than_days: int | None) -> None:
+    """Delete events older than the retention period (run it daily, e.g. from cron)."""
+    days = settings.audit_retention_days if older_than_days is None else older_than_days
+    deleted = current_state().audit.store.prune(datetime.now(UTC) - timedelta(days=days))
+    click.echo(f"Deleted {deleted} event(s) older than {days} day(s).")

@@ -241,3 +241,55 @@ class FreshLoginRequired(APIError):
     status = 401
     code = "fresh_login_required"
     message = _("Confirm it is you first: use your passkey or a new code from your email.")
+
+
+class SignupRefused(APIError):
+    """Raised by a host's `before_user_created` callback, with its own message."""
+
+    status = 403
+    code = "signup_refused"
+    message = _("This address cannot be used to create an account here.")
+
+
+class EmailUnchanged(APIError):
+    status = 422
+    code = "email_unchanged"
+    message = _("That is already your address.")
+
+
+class EmailChangeNotPending(APIError):
+    status = 400
+    code = "email_change_not_pending"
+    message = _("There is no address change waiting for a code. Ask for a new one.")
+
+
+class EmailChangeCodeInvalid(APIError):
+    status = 400
+    code = "email_change_code_invalid"
+    message = _("That code is not correct.")
+
+
+class EmailChangeLocked(APIError):
+    status = 429
+    code = "email_change_locked"
+    message = _("Too many wrong codes. Ask for a new code.")
+
+
+class EmailTaken(APIError):
+    """Shown only to someone who has proven control of the address."""
+
+    status = 409
+    code = "email_taken"
+    message = _("Another account uses that address now.")
+
+
+class EmailChangeLinkInvalid(APIError):
+    status = 400
+    code = "email_change_link_invalid"
+    message = _("This link is not valid any more.")
+
+
+class AccountNotFound(APIError):
+    status = 404
+    code = "account_not_found"
+    message = _("This account no longer exists.")

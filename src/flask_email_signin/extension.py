@@ -18,6 +18,8 @@ the extension object (one object may serve several apps):
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Callable
 from typing import Any, cast
 
 from celery import Celery
@@ -26,9 +28,11 @@ from flask_jwt_extended import JWTManager
 from flask_mail import Mail
 from flask_sqlalchemy import SQLAlchemy
 
-from . import api, pages, passkey_api
+from . import account_api, api, pages, passkey_api
+from .audit import AuditLog, install_process_hooks
+from .audit_store import AuditStore, audit_table
 from .celery_app import celery_init_app
-from .cli import mail_cli, users_cli
+from .cli import audit_cli, mail_cli, users_cli
 from .error_handlers import (
     handle_api_error,
     register_error_handlers,
@@ -52,6 +56,7 @@ from .tasks import register_tasks
 from .users import SQLAlchemyUserStore, default_user_model
 
 log = logging.getLogger(__name__)
+BeforeUserCreated = Callable[[str], None]
 
 
 class EmailSignIn:
@@ -77,6 +82,7 @@ class EmailSignIn:
         celery: Celery | None = None,
     ) -> None:
         self._db, self._user_model, self._celery = db, user_model, celery
+        self._before_user_created: list[BeforeUserCreated] = []
         if app is not None:
             self.init_app(app)
 
@@ -114,6 +120,7 @@ class EmailSignIn:
 
         prefix = config["OTP_URL_PREFIX"].rstrip("/") or None
         app.register_blueprint(api.bp, url_prefix=prefix)
+        app.register_blueprint(account_api.bp, url_prefix=prefix)
         passkey_table_ = None
         if config["OTP_PASSKEYS"]:
             app.register_blueprint(passkey_api.bp, url_prefix=prefix)
@@ -131,7 +138,8 @@ class EmailSignIn:
         if config["OTP_JSON_ERRORS_APP_WIDE"]:
             register_error_handlers(app)
         for group, name in ((users_cli, config["OTP_CLI_USERS_NAME"]),
-                            (mail_cli, config["OTP_CLI_MAIL_NAME"])):
+                            (mail_cli, config["OTP_CLI_MAIL_NAME"]),
+                            (audit_cli, config["OTP_CLI_AUDIT_NAME"])):
             if name:
                 app.cli.add_command(group, name=name)
 
@@ -147,7 +155,26 @@ class EmailSignIn:
             rate_limits=build_rate_limits(config),
             localization=init_localization(app),
             passkeys=PasskeyStore(users.db, passkey_table_) if passkey_table_ is not None else None,
+            audit=AuditLog(
+                app=weakref.ref(app),
+                store=AuditStore(users.db, audit_table(users.db)),
+                enabled=bool(config["OTP_AUDIT_LOG"]),
+                flush_seconds=float(config["OTP_AUDIT_FLUSH_SECONDS"]),
+                max_buffered=int(config["OTP_AUDIT_MAX_BUFFERED"]),
+            ),
+            before_user_created=self._before_user_created,
         )
+        install_process_hooks()
+
+    def before_user_created(self, callback: BeforeUserCreated) -> BeforeUserCreated:
+        """Register `callback(email)`, asked before a first sign-in creates an account.
+
+        It returns None to let the account be made, or raises `SignupRefused(message)`
+        to refuse it: the person (who has just proven the address) sees that message.
+        Registered on the extension object, it applies to every app it is bound to.
+        """
+        self._before_user_created.append(callback)
+        return callback
 
     def _database(
         self, app: Flask, db: SQLAlchemy | None, user_model: type | None

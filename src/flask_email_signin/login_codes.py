@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import request
 from kombu.exceptions import OperationalError as BrokerError
 
+from . import audit
 from . import code_store as store
 from .browser_binding import binding_for_this_browser
 from .codes import (
@@ -91,6 +92,10 @@ def request_login_code(
         asker=asker,
         windows=windows,
     )
+    if outcome.status != "ok":
+        audit.record(
+            audit.CODE_REQUESTED, email=email, email_tag=tag, detail={"outcome": outcome.status}
+        )
     if outcome.status == "rate_limited":
         CODES_REQUESTED.labels("rate_limited").inc()
         raise windows.refusal(outcome.window, outcome.value)
@@ -108,8 +113,11 @@ def request_login_code(
         store.withdraw_code(tag, digest)
         log.error("login email not queued: broker unavailable")
         CODES_REQUESTED.labels("unavailable").inc()
+        audit.record(audit.CODE_SEND_FAILED, email=email, email_tag=tag,
+                     detail={"reason": "broker_unavailable"})
         raise ServiceUnavailable() from None
     CODES_REQUESTED.labels("issued").inc()
+    audit.record(audit.CODE_REQUESTED, email=email, email_tag=tag, detail={"outcome": "issued"})
     return CodeSent(
         expires_in=ttl, resend_in=cooldown, binding=binding, approval_number=number
     )
@@ -124,8 +132,9 @@ def verify_login_code(email: str, otp: str, windows: Windows = NO_WINDOWS) -> No
     if magic and otp == magic:
         VERIFICATIONS.labels("ok").inc()
         return
+    tag = email_tag(email)
     outcome = store.consume_code(
-        email_tag(email),
+        tag,
         secret_digest(CODE_PURPOSE, email, otp),
         max_attempts=settings.max_attempts,
         max_failures=settings.max_failures,
@@ -135,7 +144,17 @@ def verify_login_code(email: str, otp: str, windows: Windows = NO_WINDOWS) -> No
     if outcome.status == "rate_limited":
         VERIFICATIONS.labels("rate_limited").inc()
         raise windows.refusal(outcome.window, outcome.value)
+    audit_outcome(outcome.status, email, tag)
     raise_for_outcome(outcome)
+
+
+def audit_outcome(status: str, email: str, tag: str) -> None:
+    if status == "ok":
+        audit.record(audit.CODE_VERIFIED, email=email, email_tag=tag)
+    elif status == "locked":
+        audit.record(audit.CODE_LOCKED, email=email, email_tag=tag)
+    elif status != "rate_limited":
+        audit.record(audit.CODE_WRONG, email=email, email_tag=tag, detail={"reason": status})
 
 
 def raise_for_outcome(outcome: store.Outcome) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from . import audit
 from . import code_store as store
 from .browser_binding import presented_binding
 from .codes import (
@@ -102,6 +103,7 @@ def use_login_link(tag: str, secret: str) -> str:
     if outcome.status != "ok":
         _raise_for_link(outcome.status)
     VERIFICATIONS.labels("link").inc()
+    audit.record(audit.LINK_USED, email=email, email_tag=tag)
     return email
 
 
@@ -136,6 +138,8 @@ def decide_login_link(tag: str, secret: str, token: str, *, approve: bool, numbe
     )
     if outcome.status in ("approved", "denied", "mismatch"):
         VERIFICATIONS.labels(f"link_{outcome.status}").inc()
+        event = audit.LINK_APPROVED if outcome.status == "approved" else audit.LINK_DENIED
+        audit.record(event, email=email, email_tag=tag, detail={"outcome": outcome.status})
         return Decision(outcome.status)
     if outcome.status == "unbound":
         # No browser is waiting: nothing to approve (the link's own page signs in).

@@ -20,13 +20,15 @@ from flask import Response, current_app, make_response, redirect, render_templat
 from flask_babel.speaklater import LazyString
 from markupsafe import Markup
 
-from . import login_links
+from . import email_change, login_links
 from .blueprints import extension_blueprint
 from .branding import accent_color, branding
 from .errors import (
     AccountInactive,
     APIError,
     ApprovalTokenInvalid,
+    EmailChangeLinkInvalid,
+    EmailTaken,
     LinkBoundElsewhere,
     LinkExpired,
     LinkInvalid,
@@ -118,6 +120,8 @@ PROBLEM_TITLES: dict[type[APIError], LazyString] = {
     AccountInactive: _l("This account is deactivated"),
     SignupClosed: _l("Sign-up is by invitation only"),
     RateLimited: _l("Too many attempts"),
+    EmailChangeLinkInvalid: _l("This link does not work"),
+    EmailTaken: _l("That address is taken"),
 }
 LINK_ERRORS = tuple(PROBLEM_TITLES)
 
@@ -255,6 +259,70 @@ DECISION_PAGES = {
            "Ask for a new code on the device you want to sign in."),
     ),
 }
+
+
+@bp.get("/email-change/<int:user_id>")
+def email_change_confirm_page(user_id: int) -> Response:
+    """The link mailed to a new address; changes nothing until its button is pressed."""
+    return _page(
+        "email_signin/email_change.html",
+        title=gettext("Confirm your new address"),
+        lead=gettext("Press the button to make this address the one of your %(app)s account.",
+                     app=settings.app_name),
+        button=gettext("Confirm this address"),
+        action=url_for(".confirm_email_change", user_id=user_id),
+    )
+
+
+@bp.post("/email-change/<int:user_id>")
+@rate_limited("OTP_RATE_LIMIT_LINK")
+def confirm_email_change(user_id: int) -> Response:
+    if not posted_from_this_site():
+        return _cross_site_refusal()
+    secret = request.form.get("secret", "")
+    if not _SECRET.fullmatch(secret):
+        return _problem_for(EmailChangeLinkInvalid())
+    try:
+        address = email_change.confirm_with_link(user_id, secret)
+    except LINK_ERRORS as error:
+        return _problem_for(error)
+    return _page(
+        "email_signin/link_problem.html", title=gettext("Address changed"),
+        message=gettext("Your account now uses %(address)s.", address=address), badge="done",
+    )
+
+
+@bp.get("/email-change/<int:user_id>/undo")
+def email_change_undo_page(user_id: int) -> Response:
+    """The "this wasn't me" link mailed to the old address; acts only on its button."""
+    return _page(
+        "email_signin/email_change.html",
+        title=gettext("Undo the address change"),
+        lead=gettext("Press the button to put your old address back and sign out every "
+                     "device, including whoever changed it."),
+        button=gettext("Put my old address back"),
+        action=url_for(".undo_email_change", user_id=user_id),
+    )
+
+
+@bp.post("/email-change/<int:user_id>/undo")
+@rate_limited("OTP_RATE_LIMIT_LINK")
+def undo_email_change(user_id: int) -> Response:
+    if not posted_from_this_site():
+        return _cross_site_refusal()
+    secret = request.form.get("secret", "")
+    if not _SECRET.fullmatch(secret):
+        return _problem_for(EmailChangeLinkInvalid())
+    try:
+        address = email_change.undo_email_change(user_id, secret)
+    except LINK_ERRORS as error:
+        return _problem_for(error)
+    return _page(
+        "email_signin/link_problem.html", title=gettext("Your address is back"),
+        message=gettext("Your account uses %(address)s again, and every device was signed "
+                        "out. Sign in again to continue.", address=address),
+        badge="done",
+    )
 
 
 def _cross_site_refusal() -> Response:

@@ -154,6 +154,15 @@ class PasskeyStore:
             ).rowcount
         return bool(deleted)
 
+    def delete_all(self, user_id: int, *, created_after: datetime | None = None) -> int:
+        """Delete the user's passkeys (only those made after `created_after`, if given)."""
+        table = self.table
+        statement = sa.delete(table).where(table.c.user_id == user_id)
+        if created_after is not None:
+            statement = statement.where(table.c.created_at > created_after)
+        with self._connect() as conn:
+            return int(conn.execute(statement).rowcount)
+
 
 class _Values:
     """Attribute access over a dict of column values."""

@@ -36,7 +36,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from . import code_store, signals, webauthn_ceremonies
+from . import audit, code_store, signals, webauthn_ceremonies
 from .codes import email_tag
 from .errors import (
     PasskeyAlreadyRegistered,
@@ -139,6 +139,7 @@ def register(
     if passkey is None:
         raise PasskeyAlreadyRegistered()
     emit(signals.passkey_registered, user_id=user_id, passkey_id=passkey.id)
+    audit.record(audit.PASSKEY_REGISTERED, user_id=user_id, detail={"passkey_id": passkey.id})
     return passkey
 
 
@@ -270,3 +271,4 @@ def delete_passkey(user_id: int, passkey_id: int) -> None:
     if not passkey_store().delete(user_id, passkey_id):
         raise PasskeyNotFound()
     emit(signals.passkey_deleted, user_id=user_id, passkey_id=passkey_id)
+    audit.record(audit.PASSKEY_DELETED, user_id=user_id, detail={"passkey_id": passkey_id})

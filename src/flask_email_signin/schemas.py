@@ -207,3 +207,44 @@ class CeremonySchema(Schema):
     ceremony = fields.String(metadata={"description": "Send it back with the credential."})
     options = fields.Dict(metadata={"description": "PublicKeyCredentialRequestOptions as JSON "
                                     "(for PublicKeyCredential.parseRequestOptionsFromJSON)."})
+
+
+class EmailChangeSchema(Schema):
+    email = NormalisedEmail(required=True, metadata={"description": "The new address."})
+
+
+class EmailChangeCodeSchema(Schema):
+    otp = fields.String(required=True, validate=validate_code_format)
+
+
+class EmailChangeLinkSchema(Schema):
+    """What an address-change page posts: the account in its path, the secret of its
+    fragment."""
+
+    user_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    secret = fields.String(required=True, validate=validate.Length(min=16, max=128))
+
+
+class EmailChangeRequestedSchema(Schema):
+    message = fields.String()
+    expires_in = fields.Integer()
+
+
+class EmailChangedSchema(Schema):
+    message = fields.String()
+    email = fields.String()
+
+
+class ActivitySchema(Schema):
+    at = fields.String()
+    event = fields.String(metadata={"description": "An audit event name (README, Audit log)."})
+    ip = fields.String()
+    device = fields.String(metadata={"description": "The browser and system, from its user "
+                                                    "agent."})
+    method = fields.String(allow_none=True, metadata={
+        "description": "For session.started: code, link, approval or passkey."})
+    current = fields.Boolean(metadata={"description": "This event began this session."})
+
+
+class ActivityListSchema(Schema):
+    events = fields.List(fields.Nested(ActivitySchema))

@@ -31,6 +31,7 @@ from typing import Any
 
 from flask_jwt_extended import create_access_token, create_refresh_token
 
+from . import audit
 from . import session_store as store
 from .errors import AccountInactive, RefreshTokenReused, SessionEnded
 from .i18n import LOCALE_CLAIM
@@ -106,6 +107,7 @@ def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
     )
     if status == "reused":
         TOKENS_REVOKED.labels("refresh_reused").inc()
+        audit.record(audit.SESSION_REFRESH_REUSED, user_id=user_id, detail={"session_id": sid})
         emit(session_ended, user_id=int(user_id), session_id=sid, reason="refresh_reused")
         log.warning(
             "retired refresh token presented; session ended",
@@ -128,7 +130,25 @@ def refresh_session(refresh_payload: dict[str, Any]) -> tuple[str, str]:
         expires_delta=remaining,
     )
     TOKENS_REFRESHED.inc()
+    audit.record(audit.SESSION_REFRESHED, user_id=user_id, detail={"session_id": sid})
     return _access_token(user_id, sid, user.roles, user.locale, auth_time), refresh
+
+
+# Who ends a session, by reason (the audit log's `by`).
+ENDED_BY = {
+    "logout": "user", "session_revoked": "user", "logout_all": "user",
+    "email_changed": "user", "email_change_undone": "user", "account_deleted": "user",
+    "admin": "operator", "deactivated": "operator", "operator_deleted": "operator",
+    "refresh_reused": "system",
+}
+
+
+def _ended(user_id: str, sid: str, reason: str) -> None:
+    emit(session_ended, user_id=int(user_id), session_id=sid, reason=reason)
+    audit.record(
+        audit.SESSION_ENDED, user_id=user_id,
+        detail={"session_id": sid, "reason": reason, "by": ENDED_BY.get(reason, "system")},
+    )
 
 
 def end_session(user_id: str, sid: str, *, reason: str) -> bool:
@@ -139,18 +159,20 @@ def end_session(user_id: str, sid: str, *, reason: str) -> bool:
     ended = store.revoke_sessions(user_id, [sid]) > 0
     if ended:
         TOKENS_REVOKED.labels(reason).inc()
-        emit(session_ended, user_id=int(user_id), session_id=sid, reason=reason)
+        _ended(user_id, sid, reason)
     return ended
 
 
 def end_all_sessions(user_id: str, *, reason: str, keep: str | None = None) -> int:
     """End every session of the user (but `keep`, if given); returns how many ended."""
+    live = {record.sid for record in store.list_sessions(user_id)}
     sids = [sid for sid in store.session_ids(user_id) if sid != keep]
     ended = store.revoke_sessions(user_id, sids)
     if ended:
         TOKENS_REVOKED.labels(reason).inc(ended)
-        for sid in sids:  # ids whose record had already expired are included
-            emit(session_ended, user_id=int(user_id), session_id=sid, reason=reason)
+        for sid in sids:
+            if sid in live:  # ids whose record had already expired ended long ago
+                _ended(user_id, sid, reason)
     return ended
 
 

@@ -89,9 +89,19 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_TRANSLATION_DIRECTORIES": (),
     # Seconds an SMTP connect, command or reply may take before the send fails (and retries).
     "OTP_MAIL_TIMEOUT_SECONDS": 30,
+    # How long the "this wasn't me" link mailed to the old address can undo a change.
+    "OTP_EMAIL_CHANGE_UNDO_SECONDS": 72 * 3600,
+    "OTP_RATE_LIMIT_EMAIL_CHANGE": "10 per hour",
+    # The audit log (see audit.py): on by default; events are written in batches this
+    # often, at most this many wait in a process, and `flask audit prune` keeps this many days.
+    "OTP_AUDIT_LOG": True,
+    "OTP_AUDIT_FLUSH_SECONDS": 1.0,
+    "OTP_AUDIT_MAX_BUFFERED": 10000,
+    "OTP_AUDIT_RETENTION_DAYS": 90,
     # Names of the CLI groups (`flask users ...`, `flask mail ...`); None: not registered.
     "OTP_CLI_USERS_NAME": "users",
     "OTP_CLI_MAIL_NAME": "mail",
+    "OTP_CLI_AUDIT_NAME": "audit",
 }
 
 # flask-jwt-extended settings the extension needs. Set when the app has none, or still
@@ -232,6 +242,10 @@ class Settings:
     @property
     def mail_timeout(self) -> float:
         return float(self._config["OTP_MAIL_TIMEOUT_SECONDS"])
+
+    @property
+    def audit_retention_days(self) -> int:
+        return int(self._config["OTP_AUDIT_RETENTION_DAYS"])
 
     @property
     def session_ttl(self) -> int:

@@ -18,6 +18,9 @@ a host's hook never breaks a sign-in.
 - `code_sent`: email (the worker handed the sign-in email to the SMTP server)
 - `passkey_registered`: user_id, passkey_id
 - `passkey_deleted`: user_id, passkey_id
+- `email_changed`: user_id, old_email, new_email, undone (True when the "this wasn't me"
+  link put the old address back)
+- `user_deleted`: user_id, email, by ("user", or "operator" from the CLI)
 
 No signal carries a code, a link secret or a token.
 """
@@ -39,6 +42,8 @@ session_ended = _signals.signal("session_ended")
 code_sent = _signals.signal("code_sent")
 passkey_registered = _signals.signal("passkey_registered")
 passkey_deleted = _signals.signal("passkey_deleted")
+email_changed = _signals.signal("email_changed")
+user_deleted = _signals.signal("user_deleted")
 
 
 def emit(signal: NamedSignal, **arguments: Any) -> None:

@@ -10,6 +10,7 @@ from flask import current_app
 if TYPE_CHECKING:
     from celery import Celery
 
+    from .audit import AuditLog
     from .i18n import Localization
     from .passkey_store import PasskeyStore
     from .rate_limits import RateLimits
@@ -30,6 +31,9 @@ class State:
     rate_limits: RateLimits
     localization: Localization
     passkeys: PasskeyStore | None  # None: OTP_PASSKEYS is off
+    audit: AuditLog
+    # Host callbacks asked before a first sign-in creates an account (see extension).
+    before_user_created: list[Any]
 
 
 def current_state() -> State:

@@ -18,10 +18,13 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 from flask import Flask, has_app_context
+from kombu.exceptions import OperationalError as BrokerError
 
+from . import audit, signals
 from . import code_store as store
-from . import signals
+from .account_email import compose_and_send
 from .codes import CODE_PURPOSE, email_tag, secret_digest
+from .errors import ServiceUnavailable
 from .login_email import send_login_code_email
 from .logs import current_request_id, request_id_var
 from .metrics import EMAILS
@@ -31,6 +34,7 @@ from .state import current_state, user_store
 
 log = logging.getLogger(__name__)
 SEND_LOGIN_CODE = "flask_email_signin.send_login_code"
+SEND_ACCOUNT_EMAIL = "flask_email_signin.send_account_email"
 MAX_RETRY_DELAY_SECONDS = 60
 REDACTED_KWARGS = (
     "{'email': '…', 'code': '…', 'expires_at': '…', 'link_secret': '…', 'locale': '…'}"
@@ -54,6 +58,48 @@ def queue_login_email(
         # Followed from the view to the email in the logs (see logs.py).
         headers={"request_id": request_id} if request_id else None,
     )
+
+
+def queue_account_email(
+    kind: str, email: str, expires_at: int, locale: str = "", **fields: Any
+) -> None:
+    """Queue one of the account emails (see account_email); ServiceUnavailable if the broker
+    is down. `fields` may hold a code or link: they are redacted from monitoring."""
+    request_id = current_request_id()
+    try:
+        current_state().publisher.publish(
+            SEND_ACCOUNT_EMAIL,
+            kwargs={"kind": kind, "email": email, "expires_at": expires_at, "locale": locale,
+                    "fields": fields},
+            expires=max(expires_at - time.time(), 1),
+            kwargsrepr=f"{{'kind': {kind!r}, 'email': '…', 'fields': '…'}}",
+            headers={"request_id": request_id} if request_id else None,
+        )
+    except BrokerError:
+        log.error("%s email not queued: broker unavailable", kind)
+        raise ServiceUnavailable() from None
+
+
+def send_account_email(
+    task: Task, kind: str, email: str, expires_at: int, locale: str, fields: dict[str, Any]
+) -> None:
+    """Send an account email; retried like the sign-in email while it still matters.
+
+    Not deduplicated under redelivery: a notice that arrives twice does no harm.
+    """
+    if time.time() >= expires_at:
+        log.info("%s email dropped: no longer useful", kind)
+        return
+    try:
+        compose_and_send(kind, email, locale, {**fields, "expires_at": expires_at})
+    except Exception as error:
+        if not is_transient(error):
+            log.error("%s email refused by the mail server: %s", kind, type(error).__name__)
+            EMAILS.labels("failed").inc()
+            raise
+        retry_while_the_code_lives(task, error, expires_at, "mail server")
+    log.info("%s email sent", kind)
+    EMAILS.labels("sent").inc()
 
 
 def is_transient(error: Exception) -> bool:
@@ -84,7 +130,7 @@ def send_login_code(
         state = store.login_mail_state(tag, secret_digest(CODE_PURPOSE, email, code), task_id)
     except redis.RedisError as error:
         # The code may well still be live: try again, like a mail server outage.
-        retry_while_the_code_lives(task, error, expires_at, "state store")
+        retry_while_the_code_lives(task, error, expires_at, "state store", email)
     if state == "stale":
         log.info("login email dropped: code replaced, used or expired")
         return
@@ -103,8 +149,10 @@ def send_login_code(
         if not is_transient(error):
             log.error("login email refused by the mail server: %s", type(error).__name__)
             EMAILS.labels("failed").inc()
+            audit.record(audit.CODE_SEND_FAILED, email=email, email_tag=tag,
+                         detail={"reason": "refused", "error": type(error).__name__})
             raise
-        retry_while_the_code_lives(task, error, expires_at, "mail server")
+        retry_while_the_code_lives(task, error, expires_at, "mail server", email)
     try:
         store.mark_mail_sent(tag, task_id, int(expires_at - time.time()) + 60)
     except redis.RedisError as error:
@@ -112,17 +160,20 @@ def send_login_code(
         log.warning("login email sent, but not marked as sent: %s", type(error).__name__)
     log.info("login email sent")
     EMAILS.labels("sent").inc()
+    audit.record(audit.CODE_SENT, email=email, email_tag=tag)
     emit(signals.code_sent, email=email)
 
 
 def retry_while_the_code_lives(
-    task: Task, error: Exception, expires_at: int, service: str
+    task: Task, error: Exception, expires_at: int, service: str, email: str | None = None
 ) -> NoReturn:
     """Retry with exponential backoff, or drop the email once its code would be dead."""
     delay = min(2 ** (task.request.retries + 1), MAX_RETRY_DELAY_SECONDS)
     if time.time() + delay >= expires_at:
         log.warning("login email dropped: %s down until the code expired", service)
         EMAILS.labels("failed").inc()
+        audit.record(audit.CODE_SEND_FAILED, email=email,
+                     detail={"reason": "expired", "service": service})
         raise Ignore()
     log.warning("%s unavailable (%s); retry in %ss", service, type(error).__name__, delay)
     EMAILS.labels("retried").inc()
@@ -148,12 +199,25 @@ def register_tasks(celery: Celery, app: Flask) -> None:
     )
     def send_login_code_task(self: Task, **kwargs: Any) -> None:
         """Email a sign-in code (see send_login_code), its log lines tagged with the request id."""
-        token = request_id_var.set(self.request.get("request_id") or self.request.id)
-        try:
-            if has_app_context():  # the host's FlaskTask already entered its app
-                send_login_code(self, **kwargs)
-            else:
-                with app.app_context():
-                    send_login_code(self, **kwargs)
-        finally:
-            request_id_var.reset(token)
+        run_in_app(app, self, send_login_code, kwargs)
+
+    @celery.task(
+        name=SEND_ACCOUNT_EMAIL, bind=True, ignore_result=True, acks_late=True,
+        reject_on_worker_lost=True, max_retries=None, shared=False,
+    )
+    def send_account_email_task(self: Task, **kwargs: Any) -> None:
+        """Email an address-change code or notice (see send_account_email)."""
+        run_in_app(app, self, send_account_email, kwargs)
+
+
+def run_in_app(app: Flask, task: Task, function: Any, kwargs: dict[str, Any]) -> None:
+    """Run a task's function inside `app`, its log lines tagged with the request id."""
+    token = request_id_var.set(task.request.get("request_id") or task.request.id)
+    try:
+        if has_app_context():  # the host's FlaskTask already entered its app
+            function(task, **kwargs)
+        else:
+            with app.app_context():
+                function(task, **kwargs)
+    finally:
+        request_id_var.reset(token)

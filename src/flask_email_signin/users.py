@@ -246,6 +246,31 @@ class SQLAlchemyUserStore:
         self.db.session.commit()
         return True
 
+    def row(self, user_id: int) -> dict[str, Any] | None:
+        """Every column of the user's row, the host's own included (for the export)."""
+        table = self.model.__table__
+        with self._autocommit() as conn:
+            found = conn.execute(sa.select(table).where(table.c.id == user_id)).first()
+        return dict(found._mapping) if found is not None else None
+
+    def delete(self, user_id: int) -> bool:
+        table = self.model.__table__
+        with self._autocommit() as conn:
+            return bool(conn.execute(sa.delete(table).where(table.c.id == user_id)).rowcount)
+
+    def change_email(self, user_id: int, email: str, *, expected: str | None = None) -> bool:
+        """Set the address (unique); False when another account has it, or when the
+        current address is no longer `expected` (a concurrent change won)."""
+        table = self.model.__table__
+        statement = sa.update(table).where(table.c.id == user_id).values(email=email)
+        if expected is not None:
+            statement = statement.where(table.c.email == expected)
+        try:
+            with self._autocommit() as conn:
+                return bool(conn.execute(statement).rowcount)
+        except IntegrityError:
+            return False
+
     @functools.cached_property
     def _statements(self) -> _Statements:
         return _Statements.for_table(self.model.__table__)

@@ -47,6 +47,7 @@ def make_config(redis_url: str, database_url: str, mail_port: int, **overrides: 
         "OTP_RATE_LIMIT_REFRESH": "100000 per hour",
         "OTP_RATE_LIMIT_LINK": "100000 per hour",
         "OTP_RATE_LIMIT_APPROVAL_POLL": "100000 per hour",
+        "OTP_RATE_LIMIT_EMAIL_CHANGE": "100000 per hour",
         "TRUSTED_PROXY_COUNT": 0,
         # Tests build many short-lived apps; a pool would keep each one's database
         # connections open until garbage collection. NullPool closes them on return,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import signals
 from .celery_app import celery_init_app
-from .errors import APIError
+from .errors import APIError, SignupRefused
 from .extension import EmailSignIn
 from .logs import configure_logging
 from .metrics import render_metrics, serve_worker_metrics
@@ -28,6 +28,7 @@ __all__ = [
     "APIError",
     "EmailSignIn",
     "SQLAlchemyUserStore",
+    "SignupRefused",
     "UnsafeSettingError",
     "UserMixin",
     "celery_init_app",

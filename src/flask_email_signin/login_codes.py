@@ -92,10 +92,9 @@ def request_login_code(
         asker=asker,
         windows=windows,
     )
-    if outcome.status != "ok":
-        audit.record(
-            audit.CODE_REQUESTED, email=email, email_tag=tag, detail={"outcome": outcome.status}
-        )
+    # Before queueing: the worker may send (and record) the email before this view returns.
+    audit.record(audit.CODE_REQUESTED, email=email, email_tag=tag,
+                 detail={"outcome": "issued" if outcome.status == "ok" else outcome.status})
     if outcome.status == "rate_limited":
         CODES_REQUESTED.labels("rate_limited").inc()
         raise windows.refusal(outcome.window, outcome.value)
@@ -117,7 +116,6 @@ def request_login_code(
                      detail={"reason": "broker_unavailable"})
         raise ServiceUnavailable() from None
     CODES_REQUESTED.labels("issued").inc()
-    audit.record(audit.CODE_REQUESTED, email=email, email_tag=tag, detail={"outcome": "issued"})
     return CodeSent(
         expires_in=ttl, resend_in=cooldown, binding=binding, approval_number=number
     )

@@ -143,3 +143,44 @@ def test_a_chunked_body_within_the_limit_is_read_whole_through_gunicorn(
         "POST", "/auth/request-otp", chunks_of(body), {"Content-Type": "application/json"}
     )
     assert (answer.status, answer.error_code()) == (422, "validation_failed")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "code"),
+    [
+        # A 20 KB bearer token passes gunicorn's header limit and is refused by the app.
+        ("/auth/me", {"Authorization": "Bearer " + "x" * 20_000}, 401, "token_invalid"),
+        # A 20 KB cookie: browsers keep at most ~4 KB per cookie, proxies far more.
+        ("/auth/me", {"Cookie": "access_token=" + "x" * 20_000}, 401, "token_invalid"),
+        # A 7 KB query string: request lines up to 8 KiB reach the app.
+        ("/auth/me?" + "q" * 7_000, {}, 401, "token_missing"),
+        # 150 headers (gunicorn's default limit is 100).
+        ("/auth/me", {f"X-Extra-{n}": "1" for n in range(150)}, 401, "token_missing"),
+    ],
+    ids=["20-kb-token", "20-kb-cookie", "7-kb-request-line", "150-headers"],
+)
+def test_large_but_reasonable_requests_get_the_json_envelope_through_gunicorn(
+    served: WebNode, path: str, headers: dict[str, str], status: int, code: str
+) -> None:
+    answer = served.exchange("GET", path, headers=headers)
+    assert (answer.status, answer.error_code()) == (status, code)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/auth/me", {"Authorization": "Bearer " + "x" * 40_000}, 431),
+        ("/auth/me?" + "q" * 9_000, {}, 414),
+        ("/auth/me", {f"X-Extra-{n}": "1" for n in range(250)}, 431),
+    ],
+    ids=["40-kb-header", "9-kb-request-line", "250-headers"],
+)
+def test_absurd_requests_still_get_gunicorns_own_page(
+    served: WebNode, path: str, headers: dict[str, str], status: int
+) -> None:
+    """The limits the README documents: past them gunicorn answers before the app runs."""
+    answer = served.exchange("GET", path, headers=headers)
+    assert answer.status == status
+    assert not (answer.header("Content-Type") or "").startswith("application/json")

@@ -181,6 +181,14 @@ class WebNode:
         finally:
             connection.close()
 
+    def post_json(
+        self, path: str, payload: Any, headers: dict[str, str] | None = None, **options: Any
+    ) -> Answer:
+        body = json.dumps(payload).encode()
+        return self.exchange(
+            "POST", path, body, {"Content-Type": "application/json", **(headers or {})}, **options
+        )
+
     def holds_connections_from(self, client_ports: set[int]) -> bool:
         """True once gunicorn's workers have accepted connections from all these ports.
 

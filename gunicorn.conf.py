@@ -63,25 +63,18 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# gunicorn's own lines (start-up, worker boots and exits, access) as JSON too, like the app's
-# (flask_email_signin.configure_logging): the whole stream parses as JSON lines.
+# gunicorn's own lines (start-up, worker boots and exits, access) as JSON too, through the
+# app's own handler (flask_email_signin.logs: same fields, JWT-shaped text masked): the whole
+# stream parses as JSON lines.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(levelname)s %(name)s %(message)s",
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "timestamp": True,
-        },
-    },
     "handlers": {
         "error_console": {
-            "class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+            "()": "flask_email_signin.logs.json_log_handler", "stream": "ext://sys.stderr",
         },
         "console": {
-            "class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout",
+            "()": "flask_email_signin.logs.json_log_handler", "stream": "ext://sys.stdout",
         },
     },
     "loggers": {

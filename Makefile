@@ -49,14 +49,21 @@ test: install translations chromium compose
 test-quick: install translations
 	$(BIN)/pytest -m "not live"
 
+# Installs Debian packages when it can (as root, with apt-get): `$(call apt_install,package)`.
+apt_install = { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq >/dev/null && apt-get install -y -qq $(1) >/dev/null; }
+
 ## Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 chromium:
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null || $(call apt_install,chromium) || { echo "make test needs \
+	Chromium for the browser tests: install it (Debian: apt-get install chromium), then rerun." >&2; exit 1; }
 
 ## A compose command, so the suite validates docker-compose.yml (`config` needs no engine).
+## Optional: without one, the suite reports that this check did not run.
 compose:
-	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
-	  || (apt-get update && apt-get install -y docker-compose)
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+	  || $(call apt_install,docker-compose) || echo "make test: no compose command, so \
+	docker-compose.yml is not validated (Debian: apt-get install docker-compose)." >&2
 
 ## Benchmark (bench/): the real stack on loopback under wrk; writes bench/results/<date>.{json,md,png}.
 ## Users go to a private database on the local PostgreSQL when one answers (as in production),

@@ -37,10 +37,16 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 # balancer set this above its idle timeout, or it may reuse a connection we just closed.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 
-# A header may be 32 KiB (gunicorn's default is 8 KiB): a client's oversized bearer token or
-# cookie then reaches the app and gets its JSON error, not gunicorn's own HTML page. Longer
-# headers, request lines over 4 KiB or more than 100 headers still get gunicorn's page.
+# Requests a client can reasonably send reach the app and get its JSON answers, never
+# gunicorn's own HTML error pages: a header may be 32 KiB (gunicorn's default is 8 KiB; an
+# oversized bearer token or cookie is then refused by the app, in JSON), a request line
+# 8 KiB (gunicorn's largest short of unlimited; default 4 KiB) and there may be 200 headers
+# (default 100). Past these (absurd requests) gunicorn still answers with its plain pages:
+# 431 for a larger header or more headers, 414 for a longer request line, 400 for a request
+# that is not HTTP.
 limit_request_field_size = 32 * 1024
+limit_request_line = 8190
+limit_request_fields = 200
 
 # Recycle workers now and then so slow leaks in any library cannot grow unbounded;
 # jitter keeps all workers from restarting at once.
@@ -57,25 +63,18 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# gunicorn's own lines (start-up, worker boots and exits, access) as JSON too, like the app's
-# (flask_email_signin.configure_logging): the whole stream parses as JSON lines.
+# gunicorn's own lines (start-up, worker boots and exits, access) as JSON too, through the
+# app's own handler (flask_email_signin.logs: same fields, JWT-shaped text masked): the whole
+# stream parses as JSON lines.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(levelname)s %(name)s %(message)s",
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "timestamp": True,
-        },
-    },
     "handlers": {
         "error_console": {
-            "class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+            "()": "flask_email_signin.logs.json_log_handler", "stream": "ext://sys.stderr",
         },
         "console": {
-            "class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout",
+            "()": "flask_email_signin.logs.json_log_handler", "stream": "ext://sys.stdout",
         },
     },
     "loggers": {

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from celery.contrib.testing.worker import start_worker, test_worker_started
 from flask import Flask
 from flask.testing import FlaskClient
+from live_stack import WebNode, node_environment
 
 from app import create_app
 from app.devtools.inbox import Inbox, start_inbox
@@ -102,7 +103,6 @@ def celery_worker(app: Flask) -> Iterator[object]:
     test_worker_started.disconnect(pin_worker_thread, sender=celery)
 
 
-
 @pytest.fixture
 def email() -> str:
     """A fresh address, so tests never share sign-in state."""
@@ -131,3 +131,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("checks not run on this machine", yellow=True)
         for line in missing:
             terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture(scope="session")
+def served(
+    app: Flask, database_url: str, redis_url: str, inbox: Inbox,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WebNode]:
+    """The app under gunicorn with the deployment's gunicorn.conf.py, on the suite's services
+    (the suite's worker sends its emails: request the `celery_worker` fixture too)."""
+    env = node_environment(
+        redis_url=f"{redis_url}/0", broker_url=f"{redis_url}/1", database_url=database_url,
+        mail_port=inbox.port,  # type: ignore[attr-defined]
+        OTP_RATE_LIMIT_REQUEST="100000 per hour", OTP_RATE_LIMIT_VERIFY="100000 per hour",
+        OTP_RATE_LIMIT_REFRESH="100000 per hour", OTP_RATE_LIMIT_LINK="100000 per hour",
+    )
+    node = WebNode(env, tmp_path_factory.mktemp("served"), "served")
+    try:
+        yield node.wait_ready()
+    finally:
+        node.stop()

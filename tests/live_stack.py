@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,33 @@ def node_environment(
     return env
 
 
+@dataclass
+class Answer:
+    """A response as it came over the wire."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def error_code(self) -> str:
+        """The JSON envelope's code (fails on any other body, an HTML page included)."""
+        assert (self.header("Content-Type") or "").startswith("application/json"), self.body
+        return str(self.json()["error"]["code"])
+
+    def set_cookies(self) -> dict[str, str]:
+        """Set-Cookie headers by cookie name."""
+        return {
+            value.split("=", 1)[0]: value for name, value in self.headers
+            if name.lower() == "set-cookie"
+        }
+
+
 class WebNode:
     """One gunicorn instance serving wsgi:app with the deployment's gunicorn.conf.py."""
 
@@ -125,6 +153,41 @@ class WebNode:
             return response.status, (json.loads(raw) if raw else {})
         finally:
             connection.close()
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        source: str = "127.0.0.1",
+    ) -> Answer:
+        """One request with the given headers and raw body on a fresh connection.
+
+        An iterable body is sent chunked (Transfer-Encoding: chunked, no Content-Length).
+        """
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=15, source_address=(source, 0)
+        )
+        try:
+            chunked = body is not None and not isinstance(body, bytes)
+            connection.request(
+                method, path, body=body, headers={"Connection": "close", **(headers or {})},
+                encode_chunked=chunked,
+            )
+            response = connection.getresponse()
+            return Answer(response.status, response.getheaders(), response.read())
+        finally:
+            connection.close()
+
+    def post_json(
+        self, path: str, payload: Any, headers: dict[str, str] | None = None, **options: Any
+    ) -> Answer:
+        body = json.dumps(payload).encode()
+        return self.exchange(
+            "POST", path, body, {"Content-Type": "application/json", **(headers or {})}, **options
+        )
 
     def holds_connections_from(self, client_ports: set[int]) -> bool:
         """True once gunicorn's workers have accepted connections from all these ports.

@@ -1,9 +1,9 @@
 """Optional local services some tests use, probed once per run.
 
 RabbitMQ and a compose command (`docker compose` or `docker-compose`) are not provided
-by the suite (`make test` installs Debian's `docker-compose` when neither exists). When one is
-missing, its tests do not run, and the report header and the closing summary say so
-in plain words, so a green run never hides what it did not check.
+by the suite (`make test` installs Debian's `docker-compose` when it can: as root, with
+apt). When one is missing, its tests do not run, and the report header and the closing
+summary say so in plain words, so a green run never hides what it did not check.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,14 +209,23 @@ def test_mail_send_test_never_prints_the_password(mail_app: Any) -> None:
 
 
 def test_mail_send_test_diagnoses_a_server_that_never_answers(mail_app: Any) -> None:
-    """A port that accepts connections but never greets (a firewall, the wrong TLS mode)."""
+    """A server that accepts the connection and never greets (a firewall, the wrong TLS mode):
+    smtplib calls it a closed connection; the command says it timed out, and what to check."""
     silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    acceptor = threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True)
+    acceptor.start()
     try:
         port = silent.getsockname()[1]
         app = mail_app(MAIL_PORT=port, OTP_MAIL_TIMEOUT_SECONDS=1)
         result = app.test_cli_runner().invoke(args=["mail", "send-test", new_email("x")])
     finally:
+        acceptor.join(timeout=10)
+        for connection in held:
+            connection.close()
         silent.close()
+    assert held, "the command never connected"
     assert result.exit_code == 1
-    assert "No answer from" in result.output and "OTP_MAIL_TIMEOUT_SECONDS=1" in result.output
+    assert "Timed out after OTP_MAIL_TIMEOUT_SECONDS=1" in result.output
+    assert f"127.0.0.1:{port}" in result.output and "MAIL_PORT" in result.output
     assert "closed the connection" not in result.output

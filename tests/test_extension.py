@@ -280,7 +280,7 @@ def test_every_window_of_a_limit_setting_is_enforced(redis_url: str, tmp_path: P
     ]
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert error_code(answers[2]) == "rate_limited"
-    assert answers[2].get_json()["error"]["details"]["limit"] == "2 per hour"
+    assert answers[2].get_json()["error"]["details"]["limit"] == "2 requests per hour"
     assert 0 < int(answers[2].headers["Retry-After"]) <= 3600
 
 

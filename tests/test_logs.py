@@ -5,18 +5,30 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from live_stack import (
+    ROOT,
+    WebNode,
+    node_environment,
+    private_redis,
+    spawn,
+    stop_all,
+    wait_until,
+)
 
+from app.devtools.inbox import Inbox
 from flask_email_signin.logs import (
     REQUEST_ID_HEADER,
     configure_logging,
     json_log_handler,
     request_id_var,
 )
-from support import AuthActions
+from support import AuthActions, new_email
 
 
 class NotTheTestMailServer(logging.Filter):
@@ -132,3 +144,58 @@ def test_configure_logging_installs_one_json_handler() -> None:
             if handler not in before:
                 root.removeHandler(handler)
         root.setLevel(level)
+
+
+def non_json_lines(text: str) -> list[str]:
+    """The lines of a process's output that are not one JSON object each."""
+    bad = []
+    for line in text.splitlines():
+        try:
+            if not isinstance(json.loads(line), dict):
+                bad.append(line)
+        except ValueError:
+            bad.append(line)
+    return bad
+
+
+@pytest.mark.live
+def test_gunicorn_and_the_worker_write_only_json_lines_in_production(
+    app: Any, redis_url: str, database_url: str, inbox: Inbox, tmp_path: Path
+) -> None:
+    """gunicorn and the Celery worker as the Procfile starts them, with the production config
+    and the access log on: every line either writes, start-up to shutdown, is JSON."""
+    with private_redis(tmp_path / "broker") as broker:  # this worker alone takes the task
+        env = node_environment(
+            redis_url=f"{redis_url}/0", broker_url=f"{broker}/0", database_url=database_url,
+            mail_port=inbox.port,  # type: ignore[attr-defined]
+            APP_ENV="production", GUNICORN_ACCESS_LOG="-",
+            OTP_LINK_BASE_URL="http://localhost:8000",
+        )
+        procfile = dict(
+            line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
+        )
+        command = procfile["worker"].split()
+        assert command[:2] == ["celery", "--quiet"]
+        worker = spawn([sys.executable, "-m", *command, "--hostname", "json-logs@%h"], env,
+                       tmp_path / "worker.log")
+        web = WebNode(env, tmp_path, "web")
+        try:
+            web.wait_ready()
+            wait_until(lambda: " ready." in (tmp_path / "worker.log").read_text(), 30,
+                       "the worker to be ready")
+            email = new_email("json-logs")
+            assert web.post_json("/auth/request-otp", {"email": email}).status == 202
+            inbox.wait_for(email)
+        finally:
+            stop_all([web.process, worker])
+    for name in ("web.log", "worker.log"):
+        text = (tmp_path / name).read_text()
+        assert text.strip() and non_json_lines(text) == [], f"{name}:\n{text}"
+    web_lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines()]
+    loggers = {line["logger"] for line in web_lines}
+    assert {"gunicorn.error", "gunicorn.access", "flask_email_signin.request"} <= loggers
+    worker_lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
+    assert any(line["message"] == "worker: Warm shutdown" for line in worker_lines)
+    assert any("ready." in line["message"] for line in worker_lines)
+    assert any(line["logger"].startswith("celery") and "succeeded" in line["message"]
+               for line in worker_lines)

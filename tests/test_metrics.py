@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from live_stack import app_with_worker, auth_actions, wait_until
+from live_stack import WebNode, app_with_worker, auth_actions, node_environment, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.devtools.inbox import Inbox
@@ -217,3 +217,47 @@ def test_a_prefork_worker_serves_its_own_email_counts(
 
         # The count lands just after the SMTP server took the message: wait for it.
         wait_until(lambda: scraped_sent() == 1.0, 15, "the worker's /metrics to count the email")
+
+
+@pytest.mark.live
+def test_make_run_serves_metrics_of_both_gunicorn_workers(
+    app: object, redis_url: str, database_url: str, inbox: Inbox, tmp_path: Path
+) -> None:
+    """`make run` empties a multiprocess directory and starts the Procfile's web (two gunicorn
+    workers) and worker in it; /metrics then counts the requests of both web workers."""
+    recipe = subprocess.run(
+        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    metrics_dir = str(ROOT / "instance" / "metrics")
+    assert "rm -rf instance/metrics && mkdir -p instance/metrics" in recipe
+    assert f'PROMETHEUS_MULTIPROC_DIR="{metrics_dir}"' in recipe and "honcho start" in recipe
+    procfile = dict(
+        line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
+    )
+    web = procfile["web"].split()
+    assert web[0] == "gunicorn" and procfile["worker"].startswith("celery")
+    workers = web[web.index("--workers") + 1]
+    assert int(workers) == 2
+
+    counts = tmp_path / "metrics"
+    counts.mkdir()
+    env = node_environment(
+        redis_url=f"{redis_url}/0", broker_url=f"{redis_url}/1", database_url=database_url,
+        mail_port=inbox.port,  # type: ignore[attr-defined]
+        PROMETHEUS_MULTIPROC_DIR=str(counts),
+    )
+    node = WebNode(env, tmp_path, "make-run-web", "--workers", workers)
+    try:
+        node.wait_ready()
+        requests = 40  # each on a new connection, so both workers take some
+        for _ in range(requests):
+            assert node.exchange("GET", "/auth/openapi.json").status == 200
+        # Each worker writes its own file from import on (an unlabelled counter): both ran.
+        # The arbiter writes an empty one too (gunicorn.conf.py loads the package's JSON log
+        # handler), and so would a worker gunicorn replaces.
+        assert len(list(counts.glob("counter_*.db"))) >= 2
+        samples = parse_samples(node.exchange("GET", "/metrics").body.decode())
+        assert value(samples, "email_signin_http_requests_total", method="GET",
+                     endpoint="/auth/openapi.json", status="200") == requests
+    finally:
+        node.stop()

@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from limits import parse
+from live_stack import WebNode, node_environment, private_redis
 
 from app import create_app
+from app.devtools.inbox import Inbox
 from flask_email_signin.rate_limits import describe
 from support import AuthActions, error_code, make_config, new_email, other_code
 
@@ -214,69 +217,51 @@ def test_a_protected_request_costs_one_redis_command_and_no_rate_limit(
 
 
 @pytest.mark.parametrize(
-    ("setting", "said"),
-    [("20 per 10 minutes", "20 per 10 minutes"), ("100/day", "100 per day"),
-     ("3 per minute", "3 per minute"), ("5 per 2 hours", "5 per 2 hours")],
+    ("setting", "language", "said"),
+    [
+        ("20 per 10 minutes", "en", "20 requests per 10 minutes"),
+        ("1/day", "en", "1 request per day"),
+        ("100/day", "en", "100 requests per day"),
+        ("3 per minute", "en", "3 requests per minute"),
+        ("5 per 2 hours", "en", "5 requests per 2 hours"),
+        ("20 per 10 minutes", "de", "20 Anfragen pro 10 Minuten"),
+        ("1 per hour", "de", "1 Anfrage pro Stunde"),
+        ("22 per 5 minutes", "pl", "22 żądania na 5 minut"),
+        ("25 per 2 minutes", "pl", "25 żądań na 2 minuty"),
+        ("20 per 10 minutes", "ja", "10分あたり20回のリクエスト"),
+        ("20 per minute", "zh-CN", "每分钟20次请求"),
+    ],
 )
-def test_a_refused_limit_is_named_as_people_say_it(setting: str, said: str) -> None:
-    assert describe(parse(setting)) == said
-
-
-def state_round_trips(url: str, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Commands the web client sent to the state database: not those run inside a script,
-    nor the email worker's (its script and send marker name a `mail:{...}` key), which may
-    land in the same moment."""
-    state_db = int(url.rsplit("/", 1)[1])
-    return [c for c in commands if c["db"] == state_db and c["client_address"] != "lua"
-            and "mail:{" not in c["command"]]
-
-
-def test_request_and_verify_count_their_limit_in_their_own_script(
-    auth: AuthActions, email: str, monkeypatch: pytest.MonkeyPatch
+def test_a_refused_limit_is_named_as_people_say_it(
+    app: Flask, setting: str, language: str, said: str
 ) -> None:
-    """One state round trip each: the per-IP window is counted inside the code's script."""
-    url = auth.app.config["OTP_REDIS_URL"]
-    # Steady state: a pooled connection, and the scripts loaded on this server (an earlier
-    # test may have restarted it, which empties its script cache).
-    auth.sign_in(new_email())
-    with redis_monitor(url) as commands:
-        assert auth.request_code(email).status_code == 202
-    assert len(state_round_trips(url, commands)) == 1, [c["command"][:80] for c in commands]
-    assert any(c["command"].startswith("INCR rl:") for c in commands), commands
-
-    code = auth.read_code_from_inbox(email)
-    with redis_monitor(url) as commands:
-        verified = auth.verify(email, code)
-    assert verified.status_code == 200
-    # The code's script (with the window) and the session's: two, as before without limits.
-    assert len(state_round_trips(url, commands)) == 2, commands
-
-    # Still the decorator's answer when a folded window refuses.
-    monkeypatch.setitem(auth.app.config, "OTP_RATE_LIMIT_VERIFY", "1 per minute")
-    client = client_from(auth.app, new_ip())
-    assert client.post("/auth/verify-otp", json={"email": email, "otp": code}).status_code == 401
-    refused = client.post("/auth/verify-otp", json={"email": email, "otp": code})
-    assert_rate_limited(refused, 60)
-    assert refused.get_json()["error"]["details"]["limit"] == "1 per minute"
+    with app.test_request_context(headers={"Accept-Language": language}):
+        assert describe(parse(setting)) == said
 
 
-def test_windows_that_cannot_be_folded_are_counted_by_limits(
-    suite_config: type, celery_worker: object
+@pytest.mark.live
+def test_the_refusal_names_the_limit_in_the_clients_language_through_gunicorn(
+    app: Flask, database_url: str, inbox: Inbox, tmp_path: Path
 ) -> None:
-    """Another strategy (or a Cluster, another storage) counts through `limits` first."""
-    config = make_config(
-        suite_config.OTP_REDIS_URL.rsplit("/", 1)[0],
-        suite_config.SQLALCHEMY_DATABASE_URI,
-        suite_config.MAIL_PORT,
-        OTP_RATE_LIMIT_STRATEGY="moving-window",
-        OTP_RATE_LIMIT_REQUEST="2 per minute",
-    )
-    moving = create_app(config)
-    assert not moving.extensions["email_signin"].rate_limits.foldable
-    client = client_from(moving, new_ip())
-    for _ in range(2):
-        assert client.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
-    refused = client.post("/auth/request-otp", json={"email": new_email()})
-    assert_rate_limited(refused, 60)
-    assert refused.get_json()["error"]["details"]["limit"] == "2 per minute"
-    moving.extensions["email_signin"].redis.close()
+    with private_redis(tmp_path / "redis") as own:  # counters no other test adds to
+        env = node_environment(
+            redis_url=f"{own}/0", broker_url=f"{own}/1", database_url=database_url,
+            mail_port=inbox.port,  # type: ignore[attr-defined]
+            OTP_RATE_LIMIT_VERIFY="2 per 10 minutes",
+        )
+        node = WebNode(env, tmp_path, "limited")
+        try:
+            node.wait_ready()
+            body = {"email": new_email("limited"), "otp": "123456"}
+            for source, language, said in [("127.0.40.1", "en", "2 requests per 10 minutes"),
+                                           ("127.0.40.2", "de", "2 Anfragen pro 10 Minuten")]:
+                answers = [
+                    node.post_json("/auth/verify-otp", body, {"Accept-Language": language},
+                                   source=source)
+                    for _ in range(3)
+                ]
+                assert [a.status for a in answers] == [401, 401, 429]
+                assert answers[2].error_code() == "rate_limited"
+                assert answers[2].json()["error"]["details"]["limit"] == said
+        finally:
+            node.stop()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 from flask import Flask
+from live_stack import WebNode
+from marshmallow import Schema
 
+from flask_email_signin import schemas
 from support import AuthActions, error_code, new_email, other_code
 
 
@@ -117,3 +120,33 @@ def test_a_wrong_code_for_another_address_does_not_help(auth: AuthActions) -> No
     assert error_code(auth.verify(second, code)) == "otp_expired"
     assert error_code(auth.verify(first, other_code(code))) == "otp_invalid"
     assert auth.verify(first, code).status_code == 200
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("spaces", [" ", "\t", "\n", "  \u00a0"], ids=repr)
+def test_spaces_around_the_address_are_trimmed_through_gunicorn(
+    served: WebNode, auth: AuthActions, spaces: str
+) -> None:
+    """As the sign-in page trims a pasted address, the API does (every email field)."""
+    email = new_email("trimmed")
+    sent = served.post_json("/auth/request-otp", {"email": f"{spaces}{email}{spaces}"})
+    assert sent.status == 202, sent.body
+    code = auth.read_code_from_inbox(email)
+    verified = served.post_json("/auth/verify-otp", {"email": f"{spaces}{email}", "otp": code})
+    assert verified.status == 200, verified.body
+    assert verified.json()["user"]["email"] == email
+
+
+EMAIL_INPUTS = [
+    (name, schema) for name, schema in vars(schemas).items()
+    if isinstance(schema, type) and issubclass(schema, Schema)
+    and isinstance(schema._declared_fields.get("email"), schemas.NormalisedEmail)
+]
+
+
+@pytest.mark.parametrize("schema", [s for _n, s in EMAIL_INPUTS], ids=[n for n, _s in EMAIL_INPUTS])
+def test_every_email_field_trims_the_address(app: Flask, schema: type[Schema]) -> None:
+    assert len(EMAIL_INPUTS) >= 4  # request-otp, verify-otp, approval poll, passkey options
+    with app.test_request_context():
+        loaded = schema(partial=True).load({"email": " \tAda@Example.COM\n"})
+    assert loaded["email"] == "ada@example.com"

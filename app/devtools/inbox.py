@@ -1,7 +1,8 @@
 """A local SMTP inbox: accepts every message and keeps or prints it.
 
 `python -m app.devtools.inbox` (used by `make run`) prints each received
-email to the terminal; the tests use `Inbox` to read captured messages.
+email to the terminal, after a summary line with its code; the tests use `Inbox`
+to read captured messages. A development tool: never part of a deployment.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import re
 import threading
 import time
 from email.message import EmailMessage
@@ -63,11 +65,29 @@ def plain_text(message: EmailMessage) -> str:
     return part.get_content() if part is not None else ""
 
 
+def printable_text(message: EmailMessage) -> str:
+    """The text part with the line ends of a terminal (mail carries CRLF)."""
+    return plain_text(message).replace("\r\n", "\n")
+
+
+# The code as the sign-in email sets it: alone on an indented line.
+_CODE_LINE = re.compile(r"^[ \t]+([0-9]{4,10})[ \t]*$", re.MULTILINE)
+
+
+def summary(message: EmailMessage) -> str:
+    """One line to spot in `make run`'s output: the recipient and the code, when there is one."""
+    code = _CODE_LINE.search(printable_text(message))
+    what = f"code {code.group(1)}" if code else f"subject {message['Subject']!r}"
+    return f"=== email to {message['To']}: {what} ==="
+
+
 class PrintingInbox(Inbox):
+    """Prints a summary line with the code, then the whole text part (development only)."""
+
     def on_message(self, message: EmailMessage) -> None:
         print(
-            f"\n=== email to {message['To']} ===\nSubject: {message['Subject']}\n\n"
-            f"{plain_text(message).rstrip()}\n=== end ===\n",
+            f"\n{summary(message)}\nSubject: {message['Subject']}\n\n"
+            f"{printable_text(message).rstrip()}\n=== end ===\n",
             flush=True,
         )
 

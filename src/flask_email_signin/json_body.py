@@ -12,16 +12,17 @@ from .errors import MalformedJSON, NotAnObject, UnsupportedMediaType
 
 
 def refuse_a_streamed_body_past_the_limit() -> None:
-    """A chunked body (no Content-Length) that reaches MAX_CONTENT_LENGTH is too large.
+    """A chunked body (no Content-Length) longer than MAX_CONTENT_LENGTH is too large.
 
     Werkzeug checks Content-Length against the limit, but it reads a streamed body
     only up to the limit and stops there without an error: the rest would be cut off
-    silently, and a body whose first part happens to be valid JSON accepted. A body
-    that fills the limit is refused instead (413), as one that declares its length.
+    silently, and a body whose first part happens to be valid JSON accepted. When the
+    read stops at the limit, one more byte from the server's stream tells a body of
+    exactly the limit (accepted, as with Content-Length) from a longer one (413).
     """
     limit = request.max_content_length
     if request.content_length is None and limit is not None:
-        if len(request.get_data(cache=True)) >= limit:
+        if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
             raise RequestEntityTooLarge()
 
 

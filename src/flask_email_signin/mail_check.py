@@ -79,9 +79,10 @@ def diagnose(error: BaseException, config: Mapping[str, Any]) -> str:
     )
     if timed_out:
         return (
-            f"No answer from {where} within OTP_MAIL_TIMEOUT_SECONDS="
-            f"{config.get('OTP_MAIL_TIMEOUT_SECONDS')}. A firewall may drop the connection, "
-            f"or the port expects the other TLS mode: compare {tls} with {ssl_}."
+            f"Timed out after OTP_MAIL_TIMEOUT_SECONDS={config.get('OTP_MAIL_TIMEOUT_SECONDS')} "
+            f"waiting for {where} to answer. Check that MAIL_PORT is the server's SMTP port, that "
+            f"no firewall drops the connection, and that the port speaks the TLS mode set: "
+            f"compare {tls} with {ssl_}."
         )
     if isinstance(error, ssl.SSLCertVerificationError):
         return (

@@ -32,6 +32,8 @@ from limits.strategies import (
 )
 
 from .errors import RateLimited
+from .i18n import gettext, ngettext
+from .i18n import lazy_gettext as _
 from .settings import settings
 from .state import current_state
 
@@ -158,12 +160,39 @@ def _parsed(limits: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(limits))
 
 
+# A window of one unit is said without its number: "per minute", not "per 1 minute".
+_ONE_UNIT = {
+    "second": _("second"),
+    "minute": _("minute"),
+    "hour": _("hour"),
+    "day": _("day"),
+    "month": _("month"),
+    "year": _("year"),
+}
+
+
+def _units(unit: str, count: int) -> str:
+    """`count` units (count > 1), in the request's language."""
+    if unit == "second":
+        return ngettext("%(num)s second", "%(num)s seconds", count)
+    if unit == "minute":
+        return ngettext("%(num)s minute", "%(num)s minutes", count)
+    if unit == "hour":
+        return ngettext("%(num)s hour", "%(num)s hours", count)
+    if unit == "day":
+        return ngettext("%(num)s day", "%(num)s days", count)
+    if unit == "month":
+        return ngettext("%(num)s month", "%(num)s months", count)
+    return ngettext("%(num)s year", "%(num)s years", count)
+
+
 def describe(item: RateLimitItem) -> str:
-    """A window as people say it: "20 per 10 minutes", "100 per day"."""
+    """A window as people say it, in the request's language: "20 requests per 10 minutes",
+    "100 requests per day"."""
     unit = item.GRANULARITY.name
-    if item.multiples == 1:
-        return f"{item.amount} per {unit}"
-    return f"{item.amount} per {item.multiples} {unit}s"
+    period = str(_ONE_UNIT[unit]) if item.multiples == 1 else _units(unit, item.multiples)
+    requests = ngettext("%(num)s request", "%(num)s requests", item.amount)
+    return gettext("%(requests)s per %(period)s", requests=requests, period=period)
 
 
 def client_address() -> str:

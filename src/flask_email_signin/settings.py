@@ -92,6 +92,8 @@ DEFAULTS: Mapping[str, Any] = {
     # Names of the CLI groups (`flask users ...`, `flask mail ...`); None: not registered.
     "OTP_CLI_USERS_NAME": "users",
     "OTP_CLI_MAIL_NAME": "mail",
+    # OpenTelemetry spans to the host's global TracerProvider (see tracing); off: none, no import.
+    "OTP_TRACING": False,
 }
 
 # flask-jwt-extended settings the extension needs. Set when the app has none, or still
@@ -232,6 +234,10 @@ class Settings:
     @property
     def mail_timeout(self) -> float:
         return float(self._config["OTP_MAIL_TIMEOUT_SECONDS"])
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self._config["OTP_TRACING"])
 
     @property
     def session_ttl(self) -> int:

@@ -49,10 +49,17 @@ def main(settings: dict[str, Any]) -> None:
     )
     app = create_app(config)
     celery = app.extensions["celery"]
+    if settings["publisher"] == "send_task":
+        # A broker key prefix keeps Celery's own send_task (see task_publisher).
+        celery.conf.broker_transport_options = {
+            **celery.conf.broker_transport_options, "global_keyprefix": "traced:"
+        }
     client = app.test_client()
     with start_worker(celery, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         email = json.loads(sys.stdin.readline())["email"]
-        answer({"status": client.post("/auth/request-otp", json={"email": email}).status_code})
+        requested = client.post("/auth/request-otp", json={"email": email})
+        publisher = type(app.extensions["email_signin"].publisher._chosen).__name__
+        answer({"status": requested.status_code, "publisher": publisher})
 
         step = json.loads(sys.stdin.readline())
         link_page = client.get(step["link_path"])

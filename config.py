@@ -115,6 +115,8 @@ class Config:
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).
     OTP_LOG_LEVEL = env_str("OTP_LOG_LEVEL", "INFO")
+    # OpenTelemetry spans (README, "Tracing"): to the TracerProvider the process set up.
+    OTP_TRACING = env_bool("OTP_TRACING", False)
     # The Celery worker's own /metrics (its email counts), for workers on hosts without a
     # web process; 0 = off. With the prefork pool it needs PROMETHEUS_MULTIPROC_DIR.
     OTP_WORKER_METRICS_PORT = env_int("OTP_WORKER_METRICS_PORT", 0)

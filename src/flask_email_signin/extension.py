@@ -12,7 +12,8 @@ the extension object (one object may serve several apps):
   one made here, so revocation holds on every `@jwt_required()` view;
 - the Redis store, the per-IP limits, Flask-Mail (unless the host bound it);
 - the email task on the app's Celery app (one is made when there is none);
-- the CLI groups, and the JSON envelope (on our blueprints, or app-wide).
+- the CLI groups, and the JSON envelope (on our blueprints, or app-wide);
+- OpenTelemetry instrumentation when OTP_TRACING (see tracing).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from .redis_client import redis_from_url
 from .settings import apply_defaults
 from .state import EXTENSION_KEY, State
 from .task_publisher import TaskPublisher
-from .tasks import register_tasks
+from .tasks import SEND_LOGIN_CODE, register_tasks
+from .tracing import instrument_app
 from .users import SQLAlchemyUserStore, default_user_model
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,10 @@ class EmailSignIn:
         if config["OTP_PASSKEYS"] and (problem := passkey_setting_problem(config)):
             # Not unsafe: the rest works, and passkeys will not until this is fixed.
             log.warning("passkeys will not work: %s", problem)
+        tracing = bool(config["OTP_TRACING"])
+        if tracing:
+            # First, so the request span's before_request runs before the extension's own.
+            instrument_app(app, task_name=SEND_LOGIN_CODE)
 
         users = SQLAlchemyUserStore(*self._database(app, db, user_model))
         manager = self._jwt_manager(app)
@@ -151,7 +157,9 @@ class EmailSignIn:
             ),
             users=users,
             celery=celery_app,
-            publisher=TaskPublisher(celery_app, timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"])),
+            publisher=TaskPublisher(
+                celery_app, timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"]), tracing=tracing
+            ),
             rate_limits=build_rate_limits(config),
             localization=init_localization(app),
             passkeys=PasskeyStore(users.db, passkey_table_) if passkey_table_ is not None else None,

@@ -24,6 +24,7 @@ from flask import current_app
 from flask_mail import Connection, Message
 
 from .settings import settings
+from .tracing import smtp_span
 
 # Mail servers drop idle clients (often after 60-300 s); reconnect before they do.
 SMTP_IDLE_SECONDS = 30.0
@@ -118,4 +119,6 @@ def send_email(*, subject: str, recipient: str, text_body: str, html_body: str) 
     Only called from Celery tasks, never on the request path.
     """
     message = Message(subject=subject, recipients=[recipient], body=text_body, html=html_body)
-    _send(message)
+    mail = current_app.extensions["mail"]
+    with smtp_span(str(mail.server), int(mail.port)):
+        _send(message)

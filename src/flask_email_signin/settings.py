@@ -102,6 +102,8 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_CLI_USERS_NAME": "users",
     "OTP_CLI_MAIL_NAME": "mail",
     "OTP_CLI_AUDIT_NAME": "audit",
+    # OpenTelemetry spans to the host's global TracerProvider (see tracing); off: none, no import.
+    "OTP_TRACING": False,
 }
 
 # flask-jwt-extended settings the extension needs. Set when the app has none, or still
@@ -246,6 +248,10 @@ class Settings:
     @property
     def audit_retention_days(self) -> int:
         return int(self._config["OTP_AUDIT_RETENTION_DAYS"])
+
+    @property
+    def tracing(self) -> bool:
+        return bool(self._config["OTP_TRACING"])
 
     @property
     def session_ttl(self) -> int:

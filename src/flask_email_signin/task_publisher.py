@@ -11,7 +11,9 @@ transport does, and pushes it on a kept connection: the same message, any
 Any other broker (RabbitMQ...), custom task routes, a key prefix or a TLS
 broker keep Celery's own `send_task`. Neither path sends Celery's
 `before/after_task_publish` signals (this path cannot; the other does):
-the request id rides in a message header instead.
+the request id rides in a message header instead. For the same reason the
+Celery instrumentation cannot see this path's publish: with OTP_TRACING on, it
+adds its own span and puts the trace context in the message headers (see tracing).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import redis
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from kombu.exceptions import OperationalError as BrokerError
+
+from .tracing import publish_span
 
 
 def redis_publisher_unsupported(celery: Celery) -> str | None:
@@ -46,8 +50,8 @@ def redis_publisher_unsupported(celery: Celery) -> str | None:
 class RedisTaskPublisher:
     """Pushes protocol-2 task messages straight onto a Redis broker's queue list."""
 
-    def __init__(self, celery: Celery, client: redis.Redis) -> None:
-        self.celery, self.client = celery, client
+    def __init__(self, celery: Celery, client: redis.Redis, *, tracing: bool = False) -> None:
+        self.celery, self.client, self.tracing = celery, client, tracing
         self.origin = anon_nodename()
 
     def publish(
@@ -65,11 +69,19 @@ class RedisTaskPublisher:
             argsrepr="()", kwargsrepr=kwargsrepr, origin=self.origin,
             ignore_result=None,  # as send_task: the task's own setting decides
         )
+        message_headers = {**message.headers, **(headers or {})}
+        if self.tracing:
+            with publish_span(name, task_id, queue, message_headers):
+                self._push(queue, message, message_headers)
+        else:
+            self._push(queue, message, message_headers)
+
+    def _push(self, queue: str, message: Any, headers: dict[str, Any]) -> None:
         envelope = {
             "body": base64.b64encode(json.dumps(message.body).encode()).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
-            "headers": {**message.headers, **(headers or {})},
+            "headers": headers,
             "properties": {
                 **message.properties,
                 "delivery_mode": 2,
@@ -110,8 +122,8 @@ class CeleryTaskPublisher:
 class TaskPublisher:
     """Chooses its way on the first publish, once the host has finished configuring Celery."""
 
-    def __init__(self, celery: Celery, *, timeout: float) -> None:
-        self.celery, self.timeout = celery, timeout
+    def __init__(self, celery: Celery, *, timeout: float, tracing: bool = False) -> None:
+        self.celery, self.timeout, self.tracing = celery, timeout, tracing
         self._chosen: RedisTaskPublisher | CeleryTaskPublisher | None = None
         self._lock = threading.Lock()
 
@@ -127,7 +139,7 @@ class TaskPublisher:
                         socket_connect_timeout=self.timeout,
                         health_check_interval=30,
                     )
-                    self._chosen = RedisTaskPublisher(self.celery, client)
+                    self._chosen = RedisTaskPublisher(self.celery, client, tracing=self.tracing)
             return self._chosen
 
     def publish(

@@ -152,6 +152,11 @@ def test_sign_in_by_typing_the_code_from_the_email(
         expect(page.locator("#sessions")).to_be_hidden()
     else:
         expect(page.locator("#session-list li").first).to_contain_text("This device")
+        # Recent activity: this sign-in, marked as this device's, with how it was made.
+        first = page.locator("#activity-list li").first
+        expect(first).to_contain_text("Signed in")
+        expect(first).to_contain_text("This device")
+        expect(first).to_contain_text("with an email code")
     shots("signed-in")
     page.set_viewport_size({"width": 390, "height": 760})
     shots("signed-in-phone")

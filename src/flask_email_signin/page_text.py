@@ -73,6 +73,16 @@ SCRIPT_MESSAGES = (
       "from your email."),
     _("Confirm it is you with your passkey to continue."),
     _("Confirming"),
+    # Recent activity (GET <prefix>/me/activity), one line per event.
+    _("Signed in"),
+    _("Signed out"),
+    _("Wrong code entered"),
+    _("Sign-in paused after too many wrong codes"),
+    _("Email link used"),
+    _("Address changed"),
+    _("Address change undone"),
+    _("Passkey added"),
+    _("Passkey removed"),
 )
 
 

@@ -459,6 +459,7 @@
     show("done", $("done-title"));
     document.dispatchEvent(new CustomEvent("email-signin:signed-in", { detail: { profile: me } }));
     await loadSessions();
+    await loadActivity();
   }
 
   function describeAgent(agent) {
@@ -564,6 +565,61 @@
       list.append(item);
     }
     section.hidden = items.length === 0;
+  }
+
+  // What each audit event is called in the activity list.
+  const ACTIVITY = {
+    "session.started": "Signed in",
+    "session.ended": "Signed out",
+    "code.wrong": "Wrong code entered",
+    "code.locked": "Sign-in paused after too many wrong codes",
+    "link.used": "Email link used",
+    "email.changed": "Address changed",
+    "email.change_undone": "Address change undone",
+    "passkey.registered": "Passkey added",
+    "passkey.deleted": "Passkey removed",
+  };
+
+  // Recent sign-in activity; the section appears only where GET /auth/me/activity exists.
+  async function loadActivity() {
+    const section = $("activity");
+    const result = await authed("GET", `${API}/me/activity`);
+    const events = result.body && Array.isArray(result.body.events) ? result.body.events : null;
+    if (result.status !== 200 || !events) {
+      section.hidden = true;
+      return;
+    }
+    const list = $("activity-list");
+    list.replaceChildren();
+    for (const event of events) {
+      if (!ACTIVITY[event.event]) continue;
+      const item = document.createElement("li");
+      item.className = "session";
+      const text = document.createElement("div");
+      const title = document.createElement("div");
+      title.className = "session-device";
+      title.textContent = t(ACTIVITY[event.event]);
+      if (event.current) {
+        const badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = t("This device");
+        title.append(badge);
+      }
+      const meta = document.createElement("div");
+      meta.className = "session-meta";
+      meta.textContent = [
+        when(event.at),
+        event.device,
+        event.ip,
+        METHODS[event.method] ? t(METHODS[event.method]) : "",
+      ]
+        .filter(Boolean)
+        .join(" · ");
+      text.append(title, meta);
+      item.append(text);
+      list.append(item);
+    }
+    section.hidden = list.children.length === 0;
   }
 
   signOutButton.addEventListener("click", async () => {

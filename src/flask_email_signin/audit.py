@@ -133,20 +133,26 @@ class AuditLog:
             "request_id": (current_request_id() or "")[:64],
             "detail": detail or {},
         }
-        with self._lock:
-            if len(self._buffer) >= self.max_buffered:
-                self._buffer.popleft()
-                self._dropped += 1
-            self._buffer.append(Recorded(row, email))
-            self._ensure_flusher()
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffered:
+            buffer.popleft()
+            self._dropped += 1
+        # No lock: deque appends and pops are atomic, and the flusher takes events one
+        # by one, so an event appended while it writes waits for the next batch.
+        buffer.append(Recorded(row, email))
+        if self._thread is None:
+            self._start_flusher()
+        elif len(buffer) == FLUSH_EARLY_AT:
+            self._wake.set()
 
     def flush(self) -> int:
         """Write what is buffered now, then hand it to the listeners; returns how many."""
         with self._flush_lock:
-            with self._lock:
-                batch = list(self._buffer)
-                self._buffer.clear()
-                dropped, self._dropped = self._dropped, 0
+            batch = []
+            buffer = self._buffer
+            while buffer:
+                batch.append(buffer.popleft())
+            dropped, self._dropped = self._dropped, 0
             if dropped:
                 log.warning("audit log buffer full: %d oldest events dropped", dropped)
             if not batch:
@@ -170,24 +176,20 @@ class AuditLog:
             return len(batch)
 
     def _requeue(self, batch: list[Recorded]) -> None:
-        with self._lock:
-            room = self.max_buffered - len(self._buffer)
-            kept = batch[-room:] if room > 0 else []
-            self._dropped += len(batch) - len(kept)
-            self._buffer.extendleft(reversed(kept))
+        room = self.max_buffered - len(self._buffer)
+        kept = batch[-room:] if room > 0 else []
+        self._dropped += len(batch) - len(kept)
+        self._buffer.extendleft(reversed(kept))
 
-    def _ensure_flusher(self) -> None:
-        """Start this process's flusher thread (after a fork too); called under _lock."""
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
-            if len(self._buffer) >= FLUSH_EARLY_AT:
-                self._wake.set()
-            return
-        self._pid = os.getpid()
-        self._thread = threading.Thread(
-            target=self._run_flusher, name="email-signin-audit", daemon=True
-        )
-        self._thread.start()
+    def _start_flusher(self) -> None:
+        """Start this process's flusher thread (again after a quiet minute, or a fork)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run_flusher, name="email-signin-audit", daemon=True
+                )
+                self._pid = os.getpid()
+                self._thread.start()
 
     def _run_flusher(self) -> None:
         quiet = 0
@@ -195,10 +197,16 @@ class AuditLog:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
             quiet = 0 if self.flush() else quiet + 1
+            if quiet < QUIET_ROUNDS_BEFORE_STOP or self._buffer:
+                continue
             with self._lock:
-                if quiet >= QUIET_ROUNDS_BEFORE_STOP and not self._buffer:
-                    self._thread = None
+                # Given up first, then checked: an event appended meanwhile either sees
+                # no thread (and starts one) or is seen here (and this one carries on).
+                self._thread = None
+                if not self._buffer:
                     return
+                self._thread = threading.current_thread()
+                quiet = 0
 
     def after_fork_in_child(self) -> None:
         """A child starts empty: its parent still owns (and writes) what it buffered."""

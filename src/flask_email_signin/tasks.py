@@ -96,10 +96,15 @@ def send_account_email(
         if not is_transient(error):
             log.error("%s email refused by the mail server: %s", kind, type(error).__name__)
             EMAILS.labels("failed").inc()
-            raise
+            raise MailRefused(type(error).__name__) from None
         retry_while_the_code_lives(task, error, expires_at, "mail server")
     log.info("%s email sent", kind)
     EMAILS.labels("sent").inc()
+
+
+class MailRefused(Exception):
+    """A mail server's final refusal, named by its type only: its reply text can quote the
+    recipient's address, and Celery would put it in the worker's log and in traces."""
 
 
 def is_transient(error: Exception) -> bool:
@@ -151,7 +156,7 @@ def send_login_code(
             EMAILS.labels("failed").inc()
             audit.record(audit.CODE_SEND_FAILED, email=email, email_tag=tag,
                          detail={"reason": "refused", "error": type(error).__name__})
-            raise
+            raise MailRefused(type(error).__name__) from None
         retry_while_the_code_lives(task, error, expires_at, "mail server", email)
     try:
         store.mark_mail_sent(tag, task_id, int(expires_at - time.time()) + 60)

@@ -16,7 +16,8 @@ Keys (the `{...}` hash tag keeps each user's keys in one cluster slot):
   Browser binding (see login_links): `b` the digest of the asking browser's
   binding cookie, `y` the digest of the number it shows for approval elsewhere,
   `a`/`i` its user agent and IP (shown on the approval page), `p` the decision
-  taken on another device ('a' approved, 'd' denied).
+  taken on another device ('a' approved, 'd' denied). `z` the nonce of the call that used
+  the code or link (so a retry of that call after a lost reply gets its answer again).
 - `mail:{<email tag>}:<task id>` - marks a login email as sent (idempotency).
 
 Each multi-step change is a Lua script, so it is atomic and one round trip.
@@ -24,6 +25,7 @@ Each multi-step change is a Lua script, so it is atomic and one round trip.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from redis.commands.core import Script
@@ -38,6 +40,10 @@ ISSUE_CODE = _KEEP + _PER_IP + """
 -- ARGV: digest, ttl, cooldown, hourly_limit, link_digest, sealed_email ('' for none),
 -- binding digest, approval number digest, user agent, ip ('' for an unbound request),
 -- then the per-IP windows (KEYS[2..]; see rate_limits).
+-- Retried by the client after a lost reply (see redis_client): the digest of a fresh
+-- random code already in place is this very call's, so it answers as it did.
+local mine = redis.call('HMGET', KEYS[1], 'c', 'x')
+if mine[1] == ARGV[1] and mine[2] then return {'ok', tonumber(mine[2])} end
 local limited = over_per_ip_limit(11)
 if limited then return limited end
 local now = tonumber(redis.call('TIME')[1])
@@ -55,7 +61,7 @@ local replaced = old[1] or old[2]
 if replaced then
   redis.call('HSET', KEYS[1], 'o', string.sub(replaced .. (old[3] or ''), 1, 64))
 end
-redis.call('HDEL', KEYS[1], 'q', 'p')
+redis.call('HDEL', KEYS[1], 'q', 'p', 'z')
 redis.call('HSET', KEYS[1], 'c', ARGV[1], 'x', now + ttl, 'n', 0, 's', now,
            'w', window, 'k', sent + 1)
 if ARGV[7] ~= '' then
@@ -83,11 +89,14 @@ return 0
 """
 
 CONSUME_CODE = _KEEP + _PER_IP + """
--- ARGV: digest, max_attempts, max_failures, lockout_seconds, then the per-IP windows
--- (KEYS[2..]; see rate_limits).
+-- ARGV: digest, max_attempts, max_failures, lockout_seconds, this call's nonce, then the
+-- per-IP windows (KEYS[2..]; see rate_limits).
 -- Check, count and consume in one step: two concurrent right answers
 -- cannot both win, and a wrong answer always costs an attempt.
-local limited = over_per_ip_limit(5)
+-- A retry of the call that used the code (its reply was lost) is told 'ok' again: `z`
+-- keeps that call's random nonce. Nobody else knows it, so it opens nothing.
+if redis.call('HGET', KEYS[1], 'z') == ARGV[5] then return {'ok', 0} end
+local limited = over_per_ip_limit(6)
 if limited then return limited end
 local now = tonumber(redis.call('TIME')[1])
 local st = redis.call('HMGET', KEYS[1], 'c', 'x', 'n', 'f', 'u', 'q', 'o')
@@ -103,7 +112,7 @@ local attempts = tonumber(st[3] or '0')
 if attempts >= max_attempts then return {'exhausted', 0} end
 if st[1] == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'c', 'x', 'n', 'f', 'u', 'o', 'p')
-  redis.call('HSET', KEYS[1], 'q', ARGV[1])
+  redis.call('HSET', KEYS[1], 'q', ARGV[1], 'z', ARGV[5])
   return {'ok', 0}
 end
 -- An older code of this email: said so, but it costs a try like any wrong guess.
@@ -137,12 +146,14 @@ end
 """
 
 CONSUME_LINK = _END_PENDING + """
--- ARGV: link_digest, binding digest of this browser ('' for none)
+-- ARGV: link_digest, binding digest of this browser ('' for none), this call's nonce
+-- (a retried call whose reply was lost is told 'ok' again, as in CONSUME_CODE)
 -- The link's secret has 256 bits, so it cannot be guessed: a wrong link
 -- changes nothing (no attempt is counted, no lock is set), so strangers
 -- cannot burn someone's code with bad links. For the same reason the code's
 -- attempt counter and the lock do not stop a right link. A link bound to the
 -- browser that asked works in that browser only ('unbound' elsewhere).
+if redis.call('HGET', KEYS[1], 'z') == ARGV[3] then return {'ok', 0} end
 local now = tonumber(redis.call('TIME')[1])
 local st = redis.call('HMGET', KEYS[1], 'l', 'x', 'b', 'c', 'p')
 if not st[1] then return {'expired', 0} end
@@ -152,6 +163,7 @@ if not st[2] then return {'used', 0} end
 if tonumber(st[2]) <= now then return {'expired', 0} end
 if st[3] and st[3] ~= ARGV[2] then return {'unbound', 0} end
 end_pending(st[4])
+redis.call('HSET', KEYS[1], 'z', ARGV[3])
 return {'ok', 0}
 """
 
@@ -338,14 +350,19 @@ def consume_code(
     return _run(
         _CONSUME,
         [code_key(tag), *windows.keys],
-        [digest, max_attempts, max_failures, lockout, *windows.args],
+        [digest, max_attempts, max_failures, lockout, call_nonce(), *windows.args],
     )
 
 
 def consume_link(tag: str, digest: bytes, binding: bytes | None) -> Outcome:
     """Atomically use the pending link: ok, invalid, used, denied, expired, or unbound
     (bound to another browser); anything but ok changes nothing."""
-    return _run(_CONSUME_LINK, [code_key(tag)], [digest, binding or ""])
+    return _run(_CONSUME_LINK, [code_key(tag)], [digest, binding or "", call_nonce()])
+
+
+def call_nonce() -> bytes:
+    """Random per call, the same across the client's retries of it (see redis_client)."""
+    return os.urandom(12)
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,7 @@ class EmailSignIn:
                 config["OTP_REDIS_URL"],
                 cluster=bool(config["OTP_REDIS_CLUSTER"]),
                 timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"]),
+                retry_seconds=float(config["OTP_REDIS_RETRY_SECONDS"]),
             ),
             users=users,
             celery=celery_app,

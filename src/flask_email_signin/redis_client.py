@@ -10,22 +10,33 @@ URL forms (the same ones the `limits` library understands):
   that these Sentinels currently name for `service_name` (`rediss+sentinel://` for TLS to
   the data nodes). Credentials are those of the Redis servers, not of the Sentinels.
 
-Every client gets the same short socket and connect timeouts, so a dead node turns into a
-quick 503 instead of a hung request. Every key the product uses carries a hash tag, so each
-script and transaction touches one slot and runs unchanged on a cluster.
+Every client gets the same short socket and connect timeouts, and retries a command that
+failed on a connection error or timeout with backoff for up to OTP_REDIS_RETRY_SECONDS:
+a Sentinel failover (the client asks the Sentinels for the new master on reconnect), a
+cluster node restart or a server restart then costs latency, not errors; a longer outage
+is a 503. Retrying is blind (redis-py cannot tell whether a lost reply's command ran), so
+every script that changes state either does the same thing twice or recognises its own
+retry: a code carries a fresh random digest, a use of a code or link records its call's
+nonce, a refresh rotation its new jti (see code_store and session_store).
+
+Every key the product uses carries a hash tag, so each script and transaction touches one
+slot and runs unchanged on a cluster.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.backoff import EqualJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
@@ -151,15 +162,55 @@ class LazyRedisCluster:
         return getattr(self.get(), name)
 
 
-def redis_from_url(url: str, *, cluster: bool = False, timeout: float = 1.0) -> Any:
+RETRY_BASE_SECONDS = 0.05
+RETRY_CAP_SECONDS = 0.5
+
+
+class RetryWithin(Retry):
+    """Backoff retries (50 ms doubling to 500 ms, with jitter) for `seconds` of wall time.
+
+    The count covers `seconds` of backoff alone (what a Redis Cluster client uses); the
+    deadline also stops attempts that each wait for a socket timeout.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        retries, waited = 0, 0.0
+        while waited < seconds:
+            # EqualJitterBackoff waits at least half of min(cap, base * 2**n).
+            waited += min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**retries) / 2
+            retries += 1
+        super().__init__(EqualJitterBackoff(cap=RETRY_CAP_SECONDS, base=RETRY_BASE_SECONDS),
+                         retries)
+        self.seconds = seconds
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        deadline = time.monotonic() + self.seconds
+
+        def fail_then_stop_at_deadline(error: Exception, *count: int) -> None:
+            fail(error, *count)  # the client drops the broken connection here
+            if time.monotonic() >= deadline:
+                raise error
+
+        return super().call_with_retry(
+            do, fail_then_stop_at_deadline, is_retryable, with_failure_count
+        )
+
+
+def redis_from_url(
+    url: str, *, cluster: bool = False, timeout: float = 1.0, retry_seconds: float = 0.0
+) -> Any:
     """A redis-py client for `url`: Redis, RedisCluster, or a Sentinel-managed master.
 
     `cluster=True` (OTP_REDIS_CLUSTER) treats a plain `redis://` URL as one node of a cluster.
+    `retry_seconds` (OTP_REDIS_RETRY_SECONDS): how long a failing command is retried.
     """
     bounded: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
+        "retry": RetryWithin(retry_seconds),
     }
     if not is_multi_host_url(url):
         if cluster:

@@ -52,6 +52,9 @@ ROTATE_REFRESH = """
 -- back means two parties hold the session's tokens: end the session.
 local current = redis.call('HGET', KEYS[1], 'r')
 if not current then return 'missing' end
+-- The new jti is random and fresh: finding it means this very call already rotated
+-- (the client retried after losing the reply), not that the old token came back.
+if current == ARGV[3] then return 'ok' end
 if current ~= ARGV[2] then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[1])

@@ -57,6 +57,7 @@ class Config:
     # State store (codes, cooldowns, sessions) and task broker.
     OTP_REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
     OTP_REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "1.0") or 1.0)
+    OTP_REDIS_RETRY_SECONDS = float(env_str("REDIS_RETRY_SECONDS", "5.0") or 0)
     # Treat a plain redis:// REDIS_URL as a node of a Redis Cluster (or use redis+cluster://).
     OTP_REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
     OTP_CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or OTP_REDIS_URL

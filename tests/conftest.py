@@ -122,8 +122,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return status_lines()
 
 
+# What fault and load tests measured (latencies, counts), printed after the run.
+MEASUREMENTS: list[str] = []
+
+
+@pytest.fixture
+def report_measurement(request: pytest.FixtureRequest) -> Any:
+    """`report_measurement("slowest request", "2.3 s")`: shown in the run's summary."""
+
+    def report(what: str, value: object) -> None:
+        MEASUREMENTS.append(f"{request.node.name}: {what}: {value}")
+
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Repeat, at the end, any optional check that did not run on this machine."""
+    """Repeat, at the end, any optional check that did not run on this machine, and show
+    what the fault and load tests measured."""
     from local_services import status_lines
 
     missing = [line for line in status_lines() if "NOT RUN" in line]
@@ -131,6 +146,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("checks not run on this machine", yellow=True)
         for line in missing:
             terminalreporter.write_line(line, yellow=True)
+    if MEASUREMENTS:
+        terminalreporter.section("measured")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,12 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedSSLConnection
+from redis.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
@@ -198,6 +203,44 @@ class RetryWithin(Retry):
         )
 
 
+class RetriedConnect:
+    """A pool mixin: connecting is retried like commands (redis-py connects a new pooled
+    connection before its retry starts; during a failover that would fail at once).
+    Nothing has been sent yet, so this retry is always safe."""
+
+    connection_kwargs: dict[str, Any]
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        retry = self.connection_kwargs.get("retry")
+        connect = super().get_connection  # type: ignore[misc]
+        if not isinstance(retry, RetryWithin) or retry.seconds <= 0:
+            return connect(*args, **kwargs)
+        return retry.call_with_retry(lambda: connect(*args, **kwargs), lambda *_: None)
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """Reconnects through the Sentinels. redis-py's send path reconnects a dropped
+    connection to its last address, so a command retried across a failover would knock
+    at the dead master until its retries ran out; this asks the Sentinels again."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()
+        super().send_packed_command(command, check_health)
+
+
+class SentinelSSLConnection(SentinelConnection, SentinelManagedSSLConnection):
+    pass
+
+
+class RetriedConnectPool(RetriedConnect, redis.ConnectionPool):
+    pass
+
+
+class RetriedConnectSentinelPool(RetriedConnect, SentinelConnectionPool):
+    pass
+
+
 def redis_from_url(
     url: str, *, cluster: bool = False, timeout: float = 1.0, retry_seconds: float = 0.0
 ) -> Any:
@@ -215,7 +258,7 @@ def redis_from_url(
     if not is_multi_host_url(url):
         if cluster:
             return LazyRedisCluster(url=url, **bounded)
-        return redis.Redis.from_url(url, **bounded)
+        return redis.Redis(connection_pool=RetriedConnectPool.from_url(url, **bounded))
 
     topology = parse_topology(url)
     credentials: dict[str, Any] = {"username": topology.username, "password": topology.password}
@@ -232,6 +275,8 @@ def redis_from_url(
         **bounded,
     )
     assert topology.service_name is not None
-    if topology.tls:
-        credentials["connection_class"] = SentinelManagedSSLConnection
-    return sentinel.master_for(topology.service_name, db=topology.db, **credentials)
+    credentials["connection_class"] = SentinelSSLConnection if topology.tls else SentinelConnection
+    return sentinel.master_for(
+        topology.service_name, db=topology.db,
+        connection_pool_class=RetriedConnectSentinelPool, **credentials,
+    )

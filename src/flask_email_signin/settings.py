@@ -37,7 +37,7 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_REDIS_SOCKET_TIMEOUT": 1.0,
     # A command failing on a connection error or timeout is retried (with backoff) this
     # long: a failover or a restart costs latency, not errors. 0: a 503 at once.
-    "OTP_REDIS_RETRY_SECONDS": 3.0,
+    "OTP_REDIS_RETRY_SECONDS": 5.0,
     # The broker of the email task, when the extension makes the app's Celery app.
     "OTP_CELERY_BROKER_URL": None,  # None: OTP_REDIS_URL
     # Redis broker: seconds before a task whose worker died unacknowledged is handed out again.

@@ -8,12 +8,22 @@ anything else (CROSSSLOT), with the keys spread over the masters.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from flask import Flask
-from live_stack import app_with_worker, auth_actions, client_from, private_redis, release_app
+from live_stack import (
+    app_with_worker,
+    auth_actions,
+    client_from,
+    private_redis,
+    release_app,
+    wait_until,
+)
+from traffic import ProtectedReads, SignInLoad
 
 from app import create_app
 from app.devtools.inbox import Inbox
@@ -180,7 +190,7 @@ def test_wrong_answers_lock_the_email_on_the_cluster(cluster_app: Flask, inbox: 
 def test_the_cluster_client_is_redis_pys_own(cluster_app: Flask) -> None:
     with cluster_app.app_context():
         client = redis_client()
-        assert type(client.get()).__name__ == "RedisCluster"  # type: ignore[attr-defined]
+        assert isinstance(client.get(), redis.cluster.RedisCluster)  # type: ignore[attr-defined]
         assert len(client.get_primaries()) == 3
 
 
@@ -205,3 +215,61 @@ def test_redis_cluster_flag_with_a_plain_node_url_signs_in(
             assert len(redis_client().get_primaries()) == 3
     finally:
         release_app(flagged)
+
+
+def test_resharding_and_a_node_restart_cost_latency_not_errors(
+    cluster_app: Flask, cluster: LocalCluster, inbox: Inbox,
+    report_measurement: Callable[[str, object], None],
+) -> None:
+    """Under steady sign-ins and reads: 3000 slots move to another master (ASK, then MOVED
+    answers), then a master restarts (its slots unreachable meanwhile). Nothing fails."""
+    load = SignInLoad(cluster_app, inbox)
+    runner = threading.Thread(target=load.run)
+    runner.start()
+    reads: ProtectedReads | None = None
+    reader: threading.Thread | None = None
+    try:
+        wait_until(lambda: len(load.accepted) >= 3, 20, "sign-ins before the events")
+        reads = ProtectedReads(cluster_app, load.accepted[0][1])
+        reader = threading.Thread(target=reads.run)
+        reader.start()
+        wait_until(lambda: len(reads.calls) >= 10, 10, "protected reads before the events")
+        resharding = time.monotonic()
+        cluster.reshard(3000, source=cluster.ports[0], target=cluster.ports[1])
+        resharded = time.monotonic()
+        accepted_before_restart = len(load.accepted)
+        # The node that holds the token's session, so the reads must wait for it.
+        with cluster_app.app_context():
+            node = redis_client().get_node_from_key(session_index_key(
+                str(client_from(cluster_app, "127.0.2.99").get(
+                    "/auth/me", headers={"Authorization": f"Bearer {reads.token}"}
+                ).get_json()["id"])
+            ))
+        restarted_at = time.monotonic()
+        down = cluster.restart(int(node.port))
+        wait_until(lambda: len(load.accepted) >= accepted_before_restart + 3, 30,
+                   "sign-ins after the restart")
+    finally:
+        load.stop.set()
+        if reads is not None and reader is not None:
+            reads.stop.set()
+            reader.join(timeout=30)
+        runner.join(timeout=30)
+
+    assert not runner.is_alive()
+    assert load.refusals == Counter(), load.refusals
+    assert reads is not None
+    assert [call for call in reads.calls if call[2] != 200] == []
+    during_reshard = [s for at, s, _ in reads.calls if resharding <= at + s and at <= resharded]
+    during_restart = [s for at, s, _ in reads.calls if restarted_at <= at + s
+                      and at <= restarted_at + down]
+    assert during_reshard and during_restart, "reads ran during both events"
+    report_measurement("failed requests (sign-ins, reads)",
+                       f"0, 0 of {len(load.durations)}, {len(reads.calls)}")
+    report_measurement("resharding 3000 slots", f"{resharded - resharding:.1f} s, slowest "
+                       f"read {max(during_reshard):.3f} s")
+    report_measurement("master restart", f"down {down:.2f} s, slowest read "
+                       f"{max(during_restart):.2f} s")
+    with cluster_app.app_context():
+        moved = redis_client().get_node_from_key("x")  # the client follows the new map
+        assert moved is not None

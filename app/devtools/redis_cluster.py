@@ -2,7 +2,8 @@
 
 Each node is the same server binary as app.devtools.redis_server, started with
 `--cluster-enabled yes`; `valkey-cli --cluster create` (or `redis-cli`) then splits
-the 16384 slots among the masters. Nothing is persisted.
+the 16384 slots among the masters. Nothing is persisted, except by `restart`, which
+saves a node's data on the way down to bring it back as it was.
 """
 
 from __future__ import annotations
@@ -47,10 +48,40 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None
 
 @dataclass
 class LocalCluster:
-    """A running cluster: its master ports and processes."""
+    """A running cluster: its master ports, processes and each node's start arguments."""
 
     ports: list[int]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    node_args: dict[int, tuple[Path, list[str]]] = field(default_factory=dict)
+
+    def restart(self, port: int) -> float:
+        """Stop a node after it saved its data (SHUTDOWN SAVE), start it again with the same
+        identity, slots and data; returns the seconds it was down."""
+        index = self.ports.index(port)
+        with redis.Redis(port=port, socket_timeout=5) as node:
+            try:
+                node.shutdown(save=True)
+            except redis.ConnectionError:
+                pass  # the server closes the connection as it exits
+        stopped = time.monotonic()
+        self.processes[index].wait(timeout=10)
+        node_dir, args = self.node_args[port]
+        self.processes[index] = start_server(port, node_dir, *args)
+        return time.monotonic() - stopped
+
+    def id_of(self, port: int) -> str:
+        with redis.Redis(port=port, decode_responses=True) as node:
+            return str(node.cluster("MYID"))
+
+    def reshard(self, slots: int, source: int, target: int, timeout: float = 60) -> None:
+        """Move `slots` slots and their keys from one master to another, as an operator
+        would (`--cluster reshard`): clients meanwhile get ASK and MOVED redirections."""
+        subprocess.run(
+            [cli_binary(), "--cluster", "reshard", f"127.0.0.1:{source}",
+             "--cluster-from", self.id_of(source), "--cluster-to", self.id_of(target),
+             "--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline", "10"],
+            check=True, capture_output=True, timeout=timeout,
+        )
 
     @property
     def url(self) -> str:
@@ -79,16 +110,15 @@ def start_cluster(workdir: Path, *, masters: int = 3, timeout: float = 20.0) -> 
     try:
         for port in cluster.ports:
             node_dir = workdir / f"node-{port}"
-            cluster.processes.append(
-                start_server(
-                    port, node_dir,
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    # An explicit bus port: port + 10000 may be taken or out of range.
-                    "--cluster-port", str(free_port()),
-                    "--cluster-node-timeout", "2000",
-                )
-            )
+            args = [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                # An explicit bus port: port + 10000 may be taken or out of range.
+                "--cluster-port", str(free_port()),
+                "--cluster-node-timeout", "2000",
+            ]
+            cluster.node_args[port] = (node_dir, args)
+            cluster.processes.append(start_server(port, node_dir, *args))
         subprocess.run(
             [cli_binary(), "--cluster", "create",
              *(f"127.0.0.1:{port}" for port in cluster.ports),

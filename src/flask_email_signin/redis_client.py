@@ -35,7 +35,7 @@ import redis
 from redis.backoff import EqualJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import (
     Sentinel,
@@ -140,6 +140,26 @@ def parse_topology(url: str) -> RedisTopology:
     )
 
 
+class PatientRedisCluster(RedisCluster):
+    """A cluster client that waits out a node's absence (a restart, a failover) for
+    `retry_seconds`, with backoff: redis-py retries a refused node at once and gives up
+    within milliseconds. MOVED and ASK redirections are redis-py's own business."""
+
+    retry_seconds: float = 0.0
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = RETRY_BASE_SECONDS
+        while True:
+            try:
+                return super().execute_command(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError, ClusterDownError):
+                if time.monotonic() + delay >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP_SECONDS)
+
+
 class LazyRedisCluster:
     """A RedisCluster built on first use, then used for every call.
 
@@ -148,7 +168,8 @@ class LazyRedisCluster:
     back, as it does with one server; a failed discovery is a redis ConnectionError.
     """
 
-    def __init__(self, **cluster_kwargs: Any) -> None:
+    def __init__(self, retry_seconds: float = 0.0, **cluster_kwargs: Any) -> None:
+        self._retry_seconds = retry_seconds
         self._kwargs = cluster_kwargs
         self._client: RedisCluster | None = None
         self._lock = threading.Lock()
@@ -158,9 +179,11 @@ class LazyRedisCluster:
             with self._lock:
                 if self._client is None:
                     try:
-                        self._client = RedisCluster(**self._kwargs)
+                        client = PatientRedisCluster(**self._kwargs)
                     except RedisClusterException as error:
                         raise redis.ConnectionError(str(error)) from error
+                    client.retry_seconds = self._retry_seconds
+                    self._client = client
         return self._client
 
     def __getattr__(self, name: str) -> Any:
@@ -257,13 +280,14 @@ def redis_from_url(
     }
     if not is_multi_host_url(url):
         if cluster:
-            return LazyRedisCluster(url=url, **bounded)
+            return LazyRedisCluster(retry_seconds, url=url, **bounded)
         return redis.Redis(connection_pool=RetriedConnectPool.from_url(url, **bounded))
 
     topology = parse_topology(url)
     credentials: dict[str, Any] = {"username": topology.username, "password": topology.password}
     if topology.kind == "cluster":
         return LazyRedisCluster(
+            retry_seconds,
             startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
             ssl=topology.tls,
             **credentials,

@@ -114,6 +114,12 @@ class Config:
     OTP_SIGNUP_DENIED_DOMAINS = env_str("OTP_SIGNUP_DENIED_DOMAINS", "")
     OTP_SIGNUP_BLOCK_DISPOSABLE = env_bool("OTP_SIGNUP_BLOCK_DISPOSABLE", True)
     OTP_DEV_MAGIC_CODE = env_str("OTP_DEV_MAGIC_CODE")
+    # Outgoing webhooks: a JSON list of {"url", "secret", "events"} (README "Webhooks").
+    OTP_WEBHOOKS = env_str("OTP_WEBHOOKS", "")
+    OTP_WEBHOOK_TIMEOUT_SECONDS = env_int("OTP_WEBHOOK_TIMEOUT_SECONDS", 10)
+    OTP_WEBHOOK_RETRY_DELAYS = env_str(
+        "OTP_WEBHOOK_RETRY_DELAYS", "5,300,1800,7200,18000,36000,36000"
+    )
     # Level of the JSON log lines written by `wsgi` and `worker` (app.logs).
     OTP_LOG_LEVEL = env_str("OTP_LOG_LEVEL", "INFO")
     # OpenTelemetry spans (README, "Tracing"): to the TracerProvider the process set up.

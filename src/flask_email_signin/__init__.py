@@ -21,6 +21,7 @@ from .readiness import check_readiness
 from .roles import current_roles, role_required
 from .step_up import fresh_login_required
 from .users import SQLAlchemyUserStore, UserMixin, default_user_model
+from .webhooks import WebhookSettingError
 
 __version__ = "1.0.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "SignupRefused",
     "UnsafeSettingError",
     "UserMixin",
+    "WebhookSettingError",
     "celery_init_app",
     "check_readiness",
     "configure_logging",

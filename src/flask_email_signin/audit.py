@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, has_app_context, has_request_context, request
+from flask import Flask, current_app, has_app_context, has_request_context, request
 
 from .audit_store import MAX_USER_AGENT_LENGTH, AuditStore
 from .logs import current_request_id
@@ -160,7 +160,10 @@ class AuditLog:
             app = self.app()
             if app is None:
                 return 0
-            with app.app_context() if not has_app_context() else nullcontext():
+            # The current context only if it is this app's: another app's would lend its
+            # database and settings to these events.
+            own_context = has_app_context() and current_app._get_current_object() is app  # type: ignore[attr-defined]
+            with nullcontext() if own_context else app.app_context():
                 if self.enabled:
                     try:
                         self.store.insert([recorded.row for recorded in batch])

@@ -17,7 +17,7 @@ import click
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
-from . import account_data, sessions
+from . import account_data, sessions, webhook_store
 from .audit import EVENTS
 from .codes import email_tag
 from .mail_check import diagnose, mail_settings, send_test_email
@@ -29,7 +29,7 @@ from .users import iso
 
 users_cli = AppGroup("users", help="Manage user accounts, roles and sessions.")
 mail_cli = AppGroup("mail", help="Check the outgoing mail settings.")
-audit_cli = AppGroup("audit", help="Read, export and prune the audit log.")
+audit_cli = AppGroup("audit", help="Read, export and prune the audit log; dead webhooks.")
 
 
 def normalised_email(value: str) -> str:
@@ -338,3 +338,21 @@ def prune_events(older_than_days: int | None) -> None:
     days = settings.audit_retention_days if older_than_days is None else older_than_days
     deleted = current_state().audit.store.prune(datetime.now(UTC) - timedelta(days=days))
     click.echo(f"Deleted {deleted} event(s) older than {days} day(s).")
+
+
+@audit_cli.command("webhooks")
+@click.option("--limit", default=20, show_default=True,
+              help="Show at most this many dead letters, newest first.")
+@click.option("--clear", is_flag=True, help="Forget every dead letter and reset the count.")
+def dead_webhooks(limit: int, clear: bool) -> None:
+    """Webhooks that failed every attempt: their count, and the most recent ones."""
+    if clear:
+        webhook_store.clear_dead_letters()
+        click.echo("Dead webhooks cleared.")
+        return
+    count, records = webhook_store.dead_letters(limit)
+    for record in records:
+        click.echo(f"{record['at']}  {record['id']}  {record['type']:<22}  {record['url']}  "
+                   f"{record['attempts']} attempt(s), last: {record['error'] or record['status']}")
+    click.echo(f"{count} dead webhook(s) in all "
+               f"(the {webhook_store.DEAD_LETTERS_KEPT} most recent are kept)")

@@ -11,7 +11,8 @@ the extension object (one object may serve several apps):
 - the session check on the app's flask-jwt-extended manager, the host's own or
   one made here, so revocation holds on every `@jwt_required()` view;
 - the Redis store, the per-IP limits, Flask-Mail (unless the host bound it);
-- the email task on the app's Celery app (one is made when there is none);
+- the email task on the app's Celery app (one is made when there is none), and
+  the webhook task, its endpoints checked and fed by the audit log (OTP_WEBHOOKS);
 - the CLI groups, and the JSON envelope (on our blueprints, or app-wide);
 - OpenTelemetry instrumentation when OTP_TRACING (see tracing).
 """
@@ -56,6 +57,8 @@ from .task_publisher import TaskPublisher
 from .tasks import SEND_LOGIN_CODE, register_tasks
 from .tracing import instrument_app
 from .users import SQLAlchemyUserStore, default_user_model
+from .webhook_delivery import register_webhook_task
+from .webhooks import check_webhook_settings, queue_webhooks
 
 log = logging.getLogger(__name__)
 BeforeUserCreated = Callable[[str], None]
@@ -103,6 +106,7 @@ class EmailSignIn:
             )
         config = app.config
         apply_defaults(config)
+        webhook_endpoints = check_webhook_settings(config)
         if is_production(config, debug=app.debug, testing=app.testing):
             check_production_settings(config)
         if config["OTP_PASSKEYS"] and (problem := passkey_setting_problem(config)):
@@ -123,6 +127,7 @@ class EmailSignIn:
         if celery_app is None:
             celery_app = celery_init_app(app)
         register_tasks(celery_app, app)
+        register_webhook_task(celery_app, app)
 
         prefix = config["OTP_URL_PREFIX"].rstrip("/") or None
         app.register_blueprint(api.bp, url_prefix=prefix)
@@ -149,7 +154,7 @@ class EmailSignIn:
             if name:
                 app.cli.add_command(group, name=name)
 
-        app.extensions[EXTENSION_KEY] = State(
+        app.extensions[EXTENSION_KEY] = state = State(
             redis=redis_from_url(
                 config["OTP_REDIS_URL"],
                 cluster=bool(config["OTP_REDIS_CLUSTER"]),
@@ -173,6 +178,9 @@ class EmailSignIn:
             ),
             before_user_created=self._before_user_created,
         )
+        if webhook_endpoints:
+            # Queued from the audit log's flusher, after each batch: off the requests.
+            state.audit.listeners.append(queue_webhooks)
         install_process_hooks()
 
     def before_user_created(self, callback: BeforeUserCreated) -> BeforeUserCreated:

@@ -52,6 +52,12 @@ TOKENS_REVOKED = Counter(
     "refresh_reused, admin, deactivated.",
     ["reason"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "email_signin_webhook_deliveries_total",
+    "Webhook delivery attempts by the worker, by outcome: delivered, retried, dead, dropped "
+    "(its endpoint no longer configured).",
+    ["outcome"],
+)
 REQUESTS = Counter(
     "email_signin_http_requests_total",
     "HTTP requests to the extension's routes, by route and status.",

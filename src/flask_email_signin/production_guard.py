@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from .webhooks import webhook_endpoints
+
 MIN_SECRET_BYTES = 32
 # Links to the machine itself never cross a network (the development default).
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -55,6 +57,13 @@ def check_production_settings(config: Mapping[str, Any]) -> None:
             "OTP_LINK_BASE_URL must start with https:// in production: "
             "sign-in links carry a secret."
         )
+    for endpoint in webhook_endpoints(config):
+        parts = urlsplit(endpoint.url)
+        if parts.scheme != "https" and (parts.hostname or "").lower() not in LOOPBACK_HOSTS:
+            raise UnsafeSettingError(
+                f"OTP_WEBHOOKS: {endpoint.url!r} is not https://; webhooks carry addresses "
+                "and IPs (http:// is allowed only to this machine: 127.0.0.1, localhost, ::1)."
+            )
     if config.get("OTP_PASSKEYS"):
         for origin in _passkey_origins(config):
             parts = urlsplit(origin)

@@ -101,6 +101,15 @@ DEFAULTS: Mapping[str, Any] = {
     "OTP_AUDIT_FLUSH_SECONDS": 1.0,
     "OTP_AUDIT_MAX_BUFFERED": 10000,
     "OTP_AUDIT_RETENTION_DAYS": 90,
+    # Outgoing webhooks (see webhooks.py): a list of endpoints, each
+    # {"url": ..., "secret": "whsec_...", "events": [...]} (events left out: all of them;
+    # "session.*" names a family), or that list as JSON text (from the environment).
+    "OTP_WEBHOOKS": (),
+    # Seconds one delivery attempt may wait for the receiver (connect, then each read).
+    "OTP_WEBHOOK_TIMEOUT_SECONDS": 10,
+    # Seconds between a failed attempt and the next (the Standard Webhooks schedule: 5 s,
+    # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); after the last, the webhook is dead-lettered.
+    "OTP_WEBHOOK_RETRY_DELAYS": (5, 300, 1800, 7200, 18000, 36000, 36000),
     # Names of the CLI groups (`flask users ...`, `flask mail ...`); None: not registered.
     "OTP_CLI_USERS_NAME": "users",
     "OTP_CLI_MAIL_NAME": "mail",
@@ -257,6 +266,14 @@ class Settings:
         return bool(self._config["OTP_TRACING"])
 
     @property
+    def webhook_timeout(self) -> float:
+        return float(self._config["OTP_WEBHOOK_TIMEOUT_SECONDS"])
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return seconds_list(self._config["OTP_WEBHOOK_RETRY_DELAYS"])
+
+    @property
     def session_ttl(self) -> int:
         """A session lives as long as its first refresh token."""
         return int(self._config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds())
@@ -285,6 +302,13 @@ def _domains(value: Any) -> frozenset[str]:
     if isinstance(value, str):
         value = value.split(",")
     return _parsed_domains(tuple(value or ()))
+
+
+def seconds_list(value: Any) -> tuple[float, ...]:
+    """A list of seconds, or one comma-separated string of them (from the environment)."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    return tuple(float(item) for item in value or ())
 
 
 @functools.cache

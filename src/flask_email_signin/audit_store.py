@@ -99,7 +99,7 @@ class AuditStore:
     def _copy(self, engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
         columns = COPIED_COLUMNS
         statement = (
-            f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN"  # noqa: S608 (names)
+            f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN"
         )
         connection = engine.raw_connection()
         try:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from celery.contrib.testing.worker import start_worker, test_worker_started
 from flask import Flask
 from flask.testing import FlaskClient
-from live_stack import ProxyNode, WebNode, node_environment
+from live_stack import ProxyNode, WebNode, served_environment
 
 from app import create_app
 from app.devtools.inbox import Inbox, start_inbox
@@ -159,19 +159,6 @@ def served(
         yield node.wait_ready()
     finally:
         node.stop()
-
-
-def served_environment(
-    redis_url: str, database_url: str, inbox: Inbox, **extra: str
-) -> dict[str, str]:
-    """A node's environment on the suite's services, with rate limits no test reaches."""
-    return node_environment(
-        redis_url=f"{redis_url}/0", broker_url=f"{redis_url}/1", database_url=database_url,
-        mail_port=inbox.port,  # type: ignore[attr-defined]
-        OTP_RATE_LIMIT_REQUEST="100000 per hour", OTP_RATE_LIMIT_VERIFY="100000 per hour",
-        OTP_RATE_LIMIT_REFRESH="100000 per hour", OTP_RATE_LIMIT_LINK="100000 per hour",
-        **extra,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,9 @@ class AuditStore:
         )
         connection = engine.raw_connection()
         try:
-            with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            # psycopg's own cursor (a context manager with copy()); the DB-API type has neither.
+            cursor: Any = connection.cursor()
+            with cursor, cursor.copy(statement) as copy:
                 for row in rows:
                     copy.write_row([
                         json.dumps(row[c]) if c == "detail" else row[c] for c in columns

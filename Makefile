@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: install translations messages run test test-quick lint migrate clean bench chromium compose
+.PHONY: install translations messages run test test-quick lint migrate clean bench chromium nginx compose
 
 install: $(VENV)/.installed
 
@@ -42,7 +42,7 @@ run: migrate translations
 	  $(BIN)/honcho start -f Procfile
 
 ## The whole suite against real Redis, SMTP, Celery and database servers.
-test: install translations chromium compose
+test: install translations chromium nginx compose
 	$(BIN)/pytest
 
 ## The in-process tests only: no gunicorn, worker or browser processes (`live` marker).
@@ -57,6 +57,11 @@ apt_install = { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 chromium:
 	@command -v chromium >/dev/null || $(call apt_install,chromium) || { echo "make test needs \
 	Chromium for the browser tests: install it (Debian: apt-get install chromium), then rerun." >&2; exit 1; }
+
+## Debian's nginx: the suite runs deploy/nginx.conf in front of gunicorn, as compose does.
+nginx:
+	@test -x /usr/sbin/nginx || $(call apt_install,nginx) || { echo "make test needs nginx for \
+	the deployment tests: install it (Debian: apt-get install nginx), then rerun." >&2; exit 1; }
 
 ## A compose command, so the suite validates docker-compose.yml (`config` needs no engine).
 ## Optional: without one, the suite reports that this check did not run.

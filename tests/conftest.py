@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from celery.contrib.testing.worker import start_worker, test_worker_started
 from flask import Flask
 from flask.testing import FlaskClient
-from live_stack import WebNode, node_environment
+from live_stack import ProxyNode, WebNode, served_environment
 
 from app import create_app
 from app.devtools.inbox import Inbox, start_inbox
@@ -137,19 +137,27 @@ def report_measurement(request: pytest.FixtureRequest) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Repeat, at the end, any optional check that did not run on this machine, and show
-    what the fault and load tests measured."""
+    """Figures the tests measured (`record_property("measured", ...)` or
+    `report_measurement`), then any optional check that did not run on this machine."""
     from local_services import status_lines
 
+    measured = [
+        f"{report.nodeid.split('::')[-1]}: {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if getattr(report, "when", None) == "call"
+        for name, value in report.user_properties
+        if name == "measured"
+    ] + MEASUREMENTS
+    if measured:
+        terminalreporter.section("measured")
+        for line in measured:
+            terminalreporter.write_line(line)
     missing = [line for line in status_lines() if "NOT RUN" in line]
     if missing:
         terminalreporter.section("checks not run on this machine", yellow=True)
         for line in missing:
             terminalreporter.write_line(line, yellow=True)
-    if MEASUREMENTS:
-        terminalreporter.section("measured")
-        for line in MEASUREMENTS:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -159,14 +167,30 @@ def served(
 ) -> Iterator[WebNode]:
     """The app under gunicorn with the deployment's gunicorn.conf.py, on the suite's services
     (the suite's worker sends its emails: request the `celery_worker` fixture too)."""
-    env = node_environment(
-        redis_url=f"{redis_url}/0", broker_url=f"{redis_url}/1", database_url=database_url,
-        mail_port=inbox.port,  # type: ignore[attr-defined]
-        OTP_RATE_LIMIT_REQUEST="100000 per hour", OTP_RATE_LIMIT_VERIFY="100000 per hour",
-        OTP_RATE_LIMIT_REFRESH="100000 per hour", OTP_RATE_LIMIT_LINK="100000 per hour",
-    )
+    env = served_environment(redis_url, database_url, inbox)
     node = WebNode(env, tmp_path_factory.mktemp("served"), "served")
     try:
         yield node.wait_ready()
     finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def proxied(
+    app: Flask, database_url: str, redis_url: str, inbox: Inbox,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ProxyNode]:
+    """The documented deployment: nginx with deploy/nginx.conf in front of gunicorn with
+    gunicorn.conf.py, 2 processes of 4 threads (request `celery_worker` for emails)."""
+    env = served_environment(redis_url, database_url, inbox, TRUSTED_PROXY_COUNT="1")
+    logs = tmp_path_factory.mktemp("proxied")
+    node = WebNode(env, logs, "proxied-gunicorn", "--workers", "2")
+    proxy: ProxyNode | None = None
+    try:
+        node.wait_ready()
+        proxy = ProxyNode(node.port, logs)
+        yield proxy.wait_ready()
+    finally:
+        if proxy is not None:
+            proxy.stop()
         node.stop()

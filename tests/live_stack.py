@@ -75,6 +75,19 @@ def node_environment(
     return env
 
 
+def served_environment(
+    redis_url: str, database_url: str, inbox: Inbox, **extra: str
+) -> dict[str, str]:
+    """A node's environment on the suite's services, with rate limits no test reaches."""
+    return node_environment(
+        redis_url=f"{redis_url}/0", broker_url=f"{redis_url}/1", database_url=database_url,
+        mail_port=inbox.port,  # type: ignore[attr-defined]
+        OTP_RATE_LIMIT_REQUEST="100000 per hour", OTP_RATE_LIMIT_VERIFY="100000 per hour",
+        OTP_RATE_LIMIT_REFRESH="100000 per hour", OTP_RATE_LIMIT_LINK="100000 per hour",
+        **extra,
+    )
+
+
 @dataclass
 class Answer:
     """A response as it came over the wire."""
@@ -102,31 +115,10 @@ class Answer:
         }
 
 
-class WebNode:
-    """One gunicorn instance serving wsgi:app with the deployment's gunicorn.conf.py."""
+class HTTPEndpoint:
+    """Requests to a server on a loopback port: a gunicorn node, or the proxy in front."""
 
-    def __init__(self, env: dict[str, str], logs: Path, name: str, *gunicorn_args: str) -> None:
-        self.port = free_port()
-        self.name = name
-        self.log_path = logs / f"{name}.log"
-        self.process = spawn(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "1", *gunicorn_args, "wsgi:app"],
-            env, self.log_path,
-        )
-
-    def wait_ready(self, timeout: float = 20.0) -> WebNode:
-        def answers() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log()}")
-            try:
-                return self.request("GET", "/healthz")[0] == 200
-            except OSError:
-                return False
-
-        wait_until(answers, timeout, f"{self.name} to answer")
-        return self
-
+    port: int
     def request(
         self,
         method: str,
@@ -189,6 +181,33 @@ class WebNode:
             "POST", path, body, {"Content-Type": "application/json", **(headers or {})}, **options
         )
 
+
+
+class WebNode(HTTPEndpoint):
+    """One gunicorn instance serving wsgi:app with the deployment's gunicorn.conf.py."""
+
+    def __init__(self, env: dict[str, str], logs: Path, name: str, *gunicorn_args: str) -> None:
+        self.port = free_port()
+        self.name = name
+        self.log_path = logs / f"{name}.log"
+        self.process = spawn(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+             "--bind", f"127.0.0.1:{self.port}", "--workers", "1", *gunicorn_args, "wsgi:app"],
+            env, self.log_path,
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> WebNode:
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log()}")
+            try:
+                return self.request("GET", "/healthz")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(answers, timeout, f"{self.name} to answer")
+        return self
+
     def holds_connections_from(self, client_ports: set[int]) -> bool:
         """True once gunicorn's workers have accepted connections from all these ports.
 
@@ -210,6 +229,76 @@ class WebNode:
 
     def stop(self) -> None:
         stop(self.process)
+
+
+NGINX = os.environ.get("NGINX_PATH", "/usr/sbin/nginx")
+NGINX_CONFIG = ROOT / "deploy" / "nginx.conf"
+
+
+class ProxyNode(HTTPEndpoint):
+    """nginx with the deployment's deploy/nginx.conf, in front of one gunicorn node.
+
+    Only the two addresses change: the port nginx listens on and the upstream's. The
+    rest (timeouts, buffering, limits, error pages) is the file compose mounts.
+    """
+
+    def __init__(self, upstream_port: int, logs: Path, name: str = "proxy") -> None:
+        if not os.access(NGINX, os.X_OK):
+            raise RuntimeError(
+                f"{NGINX} is missing: run `make test` or `apt-get install nginx`."
+            )
+        self.port = free_port()
+        self.name = name
+        workdir = logs / name
+        workdir.mkdir(exist_ok=True)
+        self.log_path = workdir / "error.log"
+        site = workdir / "site.conf"
+        site.write_text(proxy_site(NGINX_CONFIG.read_text(), self.port, upstream_port))
+        main = workdir / "nginx.conf"
+        temp = " ".join(
+            f"{kind}_temp_path {workdir / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        # As root, nginx's workers would switch to `nobody`, who cannot enter the test's
+        # private temp directory: they stay root there (a test-only choice).
+        user = "user root;" if os.geteuid() == 0 else ""
+        main.write_text(
+            f"{user} worker_processes 1; daemon off; pid {workdir / 'nginx.pid'};\n"
+            f"error_log {self.log_path} info;\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{ access_log off; {temp} include {site}; }}\n"
+        )
+        self.process = spawn(
+            [NGINX, "-p", str(workdir), "-c", str(main), "-e", str(self.log_path)],
+            dict(os.environ), workdir / "stdout.log",
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> ProxyNode:
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log()}")
+            try:
+                return self.request("GET", "/healthz")[0] == 200
+            except (OSError, ValueError):
+                return False
+
+        wait_until(answers, timeout, f"{self.name} to answer")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def proxy_site(config: str, port: int, upstream_port: int) -> str:
+    """deploy/nginx.conf listening on loopback `port`, passing to gunicorn on `upstream_port`."""
+    listen, upstream = "listen 8000;", "server app:8000;"
+    assert config.count(listen) == 1 and config.count(upstream) == 1
+    return config.replace(listen, f"listen 127.0.0.1:{port};").replace(
+        upstream, f"server 127.0.0.1:{upstream_port};"
+    )
 
 
 class WorkerNode:

@@ -22,7 +22,7 @@ from local_services import compose_command, compose_problem
 from app.devtools.redis_server import free_port
 from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY
 
-COMPOSE_SERVICES = {"app", "worker", "redis", "postgres", "mailpit"}
+COMPOSE_SERVICES = {"app", "worker", "redis", "postgres", "mailpit", "proxy"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,20 @@ def test_compose_has_app_worker_redis_postgres_and_mailpit(compose: dict[str, An
     for name in ("postgres", "redis"):
         assert app["depends_on"][name]["condition"] == "service_healthy"
         assert "healthcheck" in services[name]
+
+
+def test_compose_serves_the_app_only_through_the_proxy(compose: dict[str, Any]) -> None:
+    """The file the suite runs nginx with (ProxyNode) is the one compose mounts."""
+    services = compose["services"]
+    proxy, app = services["proxy"], services["app"]
+    assert proxy["image"].startswith("nginx:")
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in proxy["volumes"]
+    assert proxy["ports"] == ["8000:8000"] and "ports" not in app
+    assert app["expose"] == ["8000"]
+    assert proxy["depends_on"]["app"]["condition"] == "service_healthy"
+    assert app["environment"]["TRUSTED_PROXY_COUNT"] == "1"
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "server app:8000;" in site and "listen 8000;" in site
 
 
 def test_compose_wires_the_app_to_its_services(compose: dict[str, Any]) -> None:

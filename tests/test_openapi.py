@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -11,23 +14,28 @@ import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis.stateful import run_state_machine_as_test
 from live_stack import WebNode
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 
 from app import create_app
 from app.devtools.inbox import Inbox
-from support import AuthActions, make_config
+from support import AuthActions, make_config, new_email
 
 # Tasks queued by generated requests go to a broker database no worker reads;
 # the suite owns this server and empties that database afterwards.
 FUZZ_BROKER_DB = 2
+# Signed-in scenarios of up to 6 calls each: about 20 s on two cores, bounded at 60.
+STATEFUL_SCENARIOS = 150
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -143,3 +151,50 @@ def test_the_document_says_which_addresses_are_refused(served: WebNode, address:
         {"Content-Type": "application/json"},
     )
     assert (refused.status, refused.error_code()) == (422, "validation_failed")
+
+
+STATEFUL_CHECKS = [*CHECKS, use_after_free, ensure_resource_availability]
+
+
+def test_stateful_runs_with_a_real_session_get_no_5xx_and_documented_answers(
+    app: Flask, auth: AuthActions, record_property: Callable[[str, object], None]
+) -> None:
+    """Sequences of calls following the document's links (a listed session's id ends that
+    session), each scenario signed in for real: the authenticated operations are reached."""
+    schema = schemathesis.openapi.from_wsgi("/auth/openapi.json", app)
+    links = schema["/auth/sessions"]["GET"].definition.raw["responses"]["200"]["links"]
+    assert links["EndSession"]["operationId"] == "endSession"
+    statuses: Counter[str] = Counter()
+
+    class SignedInStateMachine(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            email = new_email("stateful")
+            assert auth.request_code(email).status_code == 202
+            answer = auth.verify(email, auth.read_code_from_inbox(email))
+            assert answer.status_code == 200, answer.get_json()
+            self.token = answer.get_json()["access_token"]
+
+        def before_call(self, case: schemathesis.Case) -> None:
+            # Generated credentials (absent or random) are replaced by the scenario's own.
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {self.token}"}
+
+        def validate_response(  # type: ignore[override]
+            self, response: Any, case: schemathesis.Case, **kwargs: Any
+        ) -> None:
+            statuses[f"{case.method} {case.path} {response.status_code}"] += 1
+            case.validate_response(response, checks=STATEFUL_CHECKS, recorder=self.recorder)
+
+    started = time.monotonic()
+    run_state_machine_as_test(
+        SignedInStateMachine,
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS, stateful_step_count=6, deadline=None,
+            database=None, suppress_health_check=list(HealthCheck),
+        ),
+    )
+    elapsed = time.monotonic() - started
+    record_property("measured", f"stateful run: {sum(statuses.values())} calls in "
+                    f"{elapsed:.1f} s; {dict(sorted(statuses.items()))}")
+    assert elapsed < 60
+    # The link was followed with real ids: sessions listed, then ended by their id.
+    assert statuses["GET /auth/sessions 200"] and statuses["DELETE /auth/sessions/{sid} 200"]

@@ -328,3 +328,18 @@ def test_settings_that_make_passkeys_unusable_are_logged_at_start(
         assert warnings == []
     else:
         assert len(warnings) == 1 and problem in warnings[0]
+
+
+@pytest.mark.parametrize("passkey_id", [0, 2**63, 10**30])
+def test_an_id_no_database_integer_can_hold_is_not_found(
+    auth: AuthActions, email: str, passkey_id: int
+) -> None:
+    """Found by the stateful run: an id past 64 bits reached the driver (SQLite raised)."""
+    auth.sign_in(email)
+    deleted = auth.client.delete(f"/auth/passkeys/{passkey_id}", headers=auth.csrf_header())
+    renamed = auth.client.patch(f"/auth/passkeys/{passkey_id}", json={"name": "x"},
+                                headers=auth.csrf_header())
+    for answer in (deleted, renamed):
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (
+            404, "passkey_not_found"
+        )

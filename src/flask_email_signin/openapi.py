@@ -157,6 +157,13 @@ def _responses(
     return responses
 
 
+def _with_links(responses: dict[str, Any], **links: dict[str, Any]) -> dict[str, Any]:
+    """The success response's OpenAPI links: operations its values feed."""
+    success = next(status for status in responses if status.startswith("2"))
+    responses[success]["links"] = links
+    return responses
+
+
 def _json_body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -197,7 +204,7 @@ def _passkey_paths(
         "responses": _responses(200, "PasskeyList", "The passkeys.", token_errors),
     }})
     passkey_id = [{"name": "passkey_id", "in": "path", "required": True,
-                   "schema": {"type": "integer"}}]
+                   "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}]
     spec.path(path=prefix + "/passkeys/{passkey_id}", operations={
         "patch": {
             "summary": "Rename a passkey", "parameters": passkey_id, "security": writes,
@@ -360,7 +367,15 @@ def build_openapi_document(config: Mapping[str, Any], prefix: str) -> dict[str, 
             "get": {
                 "summary": "The user's live sessions, most recently used first",
                 "security": signed_in,
-                "responses": _responses(200, "SessionList", "The sessions.", token_errors),
+                "responses": _with_links(
+                    _responses(200, "SessionList", "The sessions.", token_errors),
+                    # Where a listed session's id goes: clients (and stateful testers)
+                    # follow it to end that session.
+                    EndSession={
+                        "operationId": "endSession",
+                        "parameters": {"sid": "$response.body#/sessions/0/id"},
+                    },
+                ),
             }
         },
     )
@@ -368,6 +383,7 @@ def build_openapi_document(config: Mapping[str, Any], prefix: str) -> dict[str, 
         path=prefix + "/sessions/{sid}",
         operations={
             "delete": {
+                "operationId": "endSession",
                 "summary": "End one of the user's sessions",
                 "parameters": [
                     {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}

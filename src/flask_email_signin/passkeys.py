@@ -260,7 +260,20 @@ def list_passkeys(user_id: int) -> list[Passkey]:
     return passkey_store().of_user(user_id)
 
 
+# Passkey ids are database integers (64-bit at most): a larger id in a URL names no passkey,
+# and must not reach the driver, which refuses to bind it (an error, not an answer).
+LARGEST_PASSKEY_ID = 2**63 - 1
+
+
+def existing_passkey_id(passkey_id: int) -> int:
+    """The id as given, when a passkey could have it; PasskeyNotFound otherwise."""
+    if not 0 < passkey_id <= LARGEST_PASSKEY_ID:
+        raise PasskeyNotFound()
+    return passkey_id
+
+
 def rename_passkey(user_id: int, passkey_id: int, name: str) -> Passkey:
+    passkey_id = existing_passkey_id(passkey_id)
     passkey = passkey_store().rename(user_id, passkey_id, name.strip())
     if passkey is None:
         raise PasskeyNotFound()
@@ -268,6 +281,7 @@ def rename_passkey(user_id: int, passkey_id: int, name: str) -> Passkey:
 
 
 def delete_passkey(user_id: int, passkey_id: int) -> None:
+    passkey_id = existing_passkey_id(passkey_id)
     if not passkey_store().delete(user_id, passkey_id):
         raise PasskeyNotFound()
     emit(signals.passkey_deleted, user_id=user_id, passkey_id=passkey_id)

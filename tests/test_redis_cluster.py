@@ -60,8 +60,13 @@ def cluster_app(
         config = make_config(
             broker, database_url, inbox.port,  # type: ignore[attr-defined]
             OTP_REDIS_URL=cluster.url, OTP_CELERY_BROKER_URL=f"{broker}/0",
+            # A restarted master answers CLUSTERDOWN until its rejoin delay has passed
+            # (cluster-node-timeout, 2 s here, clamped to 0.5-5 s) and gossip has caught
+            # up: about 5 s on this machine, 6.5 s seen. The budget must exceed it.
+            OTP_REDIS_RETRY_SECONDS=15,
         )
-        with app_with_worker(config, tmp_path_factory.mktemp("cluster-worker")) as cluster_app:
+        with app_with_worker(config, tmp_path_factory.mktemp("cluster-worker"),
+                             REDIS_RETRY_SECONDS="15") as cluster_app:
             yield cluster_app
 
 

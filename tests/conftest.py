@@ -126,6 +126,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Repeat, at the end, any optional check that did not run on this machine."""
     from local_services import status_lines
 
+    # The counts a resilience test recorded ("... report" properties), whatever -s says.
+    measured = [
+        (report.nodeid, name, value)
+        for status in ("passed", "failed")
+        for report in terminalreporter.stats.get(status, [])
+        if getattr(report, "when", "") == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name.endswith(" report")
+    ]
+    if measured:
+        terminalreporter.section("resilience counts")
+        for nodeid, name, value in measured:
+            terminalreporter.write_line(f"{nodeid} {name}: {value}")
     missing = [line for line in status_lines() if "NOT RUN" in line]
     if missing:
         terminalreporter.section("checks not run on this machine", yellow=True)

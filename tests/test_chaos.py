@@ -27,6 +27,7 @@ documented bounds (client timeout, visibility timeout + sweep).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import itertools
@@ -48,9 +49,10 @@ import redis
 from flask import Flask
 from live_stack import WebNode, WorkerNode, node_environment, stop_all, wait_until
 
+from app import create_app
 from app.devtools.inbox import Inbox, plain_text, start_inbox
 from app.devtools.redis_server import free_port, start_server
-from support import new_email
+from support import make_config, new_email
 
 pytestmark = [pytest.mark.live, pytest.mark.chaos]
 
@@ -521,3 +523,150 @@ def test_sign_ins_survive_killed_workers_an_empty_redis_restart_and_mail_outages
         if entry["delay_s"] is not None:
             assert entry["delay_s"] <= VISIBILITY_TIMEOUT + RESTORE_SWEEP + 5, entry
 
+
+
+def test_a_graceful_deploy_mid_load_loses_no_sign_in_and_no_email(
+    stack: Stack, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """SIGTERM to node A (after the balancer stopped sending to it) and to a worker, each
+    replaced by a new one, while sign-ins go on: nothing is refused, lost or sent twice."""
+    load = Load(stack.nodes, stack.mail, count=120, seconds=20)
+    old_node = stack.nodes[0]
+    load.start()
+    new_node = WebNode(stack.env, tmp_path, "node-c").wait_ready(60)
+    time.sleep(max(0.0, load.started + 8 - time.monotonic()))
+    load.replace_node(old_node, new_node)
+    deployed_at = load.clock()
+    old_node.signal(signal.SIGTERM)
+    old_worker, _ = stack.workers.terminate_and_replace(0)
+    try:
+        load.join(timeout=40 + CLIENT_TIMEOUT)
+        accepted = [s for s in load.sign_ins if s.status == 202]
+        wait_for_mail(load, stack.mail, accepted, timeout=60)
+        drain(stack)
+        time.sleep(1.0)  # a duplicate would come now, if the queue still held one
+        load.stop()
+        counts = tally(load, stack.mail)
+        counts["drain_time_s"] = round(max(0.0, stack.mail.inbox.last_arrival - load.ended), 3)
+        counts["deployed_at_s"] = round(deployed_at, 1)
+        counts["old_node_exit_code"] = old_node.process.wait(timeout=30)
+        counts["old_worker_exit_code"] = old_worker.process.wait(timeout=60)
+        report("graceful deploy report", counts, tmp_path, record_property)
+        assert counts["failures"] == [] and counts["verify_failures"] == [], counts
+        assert counts["accepted"] == counts["sign_ins"] == counts["signed_in"], counts
+        assert counts["missing"] == counts["duplicates"] == 0, counts
+        assert counts["old_node_exit_code"] == 0 and counts["old_worker_exit_code"] == 0, counts
+    finally:
+        new_node.stop()
+
+
+class StallingSink(Inbox):
+    """Holds the first message's DATA unanswered: its sender is stuck mid-send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = threading.Event()
+        self._stall_next = True
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._stall_next:
+            self._stall_next = False
+            self.stalled.set()
+            await asyncio.sleep(60)  # its sender is killed meanwhile
+            return "451 Aborted: the sender went away"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_running_worker_sends_a_killed_workers_email_within_visibility_plus_sweep(
+    app: Flask, database_url: str, tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Two deployed-style workers; the one sending an email is SIGKILLed and not replaced:
+    the other one's periodic sweep (unacked_restore_interval) hands the email out again."""
+    sink = StallingSink()
+    port = free_port()
+    controller = start_inbox(sink, port)
+    store = RedisServer(tmp_path / "redis")
+    env = node_environment(
+        redis_url=f"{store.url}/0", broker_url=f"{store.url}/1", database_url=database_url,
+        mail_port=port, CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
+    )
+    workers = [
+        WorkerNode(env, tmp_path, f"sweeper-{n}", pool="prefork", as_deployed=True)
+        for n in (1, 2)
+    ]
+    client = create_app(make_config(
+        store.url, database_url, port, OTP_CELERY_VISIBILITY_TIMEOUT=VISIBILITY_TIMEOUT
+    )).test_client()
+    try:
+        for worker in workers:
+            worker.wait_ready(60)
+        email = new_email("sweep")
+        assert client.post("/auth/request-otp", json={"email": email}).status_code == 202
+        assert sink.stalled.wait(30), "no worker reached DATA"
+        broker = redis.Redis.from_url(f"{store.url}/1")
+        (task_id,) = held_emails(broker)
+        (sender,) = [w for w in workers if task_id in w.received_task_ids()]
+        (survivor,) = [w for w in workers if w is not sender]
+        sender.kill()
+        killed_at = time.monotonic()
+        sink.wait_for(email, timeout=VISIBILITY_TIMEOUT + RESTORE_SWEEP + 30)
+        delay = time.monotonic() - killed_at
+        record_property("redelivery report", json.dumps({"delay_s": round(delay, 3)}))
+        print(f"redelivered {delay:.1f} s after the SIGKILL")
+        assert delay <= VISIBILITY_TIMEOUT + RESTORE_SWEEP + 5, delay
+        assert task_id in survivor.received_task_ids()
+        assert len(sink.to(email)) == 1
+    finally:
+        stop_all([worker.process for worker in workers])
+        controller.stop()
+        store.kill()
+
+
+def test_a_worker_recovers_or_exits_after_each_broker_restart(
+    app: Flask, database_url: str, tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Redis (the broker) restarted empty five times under a deployed-style worker, each
+    time right after a task, so the worker may still hold it: after each, a new task is
+    consumed; a worker that cannot reconnect exits non-zero (its supervisor starts another),
+    and never lives on without consuming. Its heartbeat file is fresh again each time."""
+    mail = MailServer()
+    store = RedisServer(tmp_path / "redis")
+    heartbeat = tmp_path / "worker-heartbeat"
+    env = node_environment(
+        redis_url=f"{store.url}/0", broker_url=f"{store.url}/1", database_url=database_url,
+        mail_port=mail.port, WORKER_HEARTBEAT_FILE=str(heartbeat),
+    )
+    workers = Supervisor(env, tmp_path, 1)
+    client = create_app(make_config(store.url, database_url, mail.port)).test_client()
+    recoveries = []
+    try:
+        workers.wait_ready()
+        for _ in range(5):
+            email = new_email("broker")
+            assert client.post("/auth/request-otp", json={"email": email}).status_code == 202
+            mail.inbox.wait_for(email, timeout=60)
+            store.kill()  # at once: the worker may not have acknowledged the task yet
+            time.sleep(0.5)
+            store.start()
+            restarted_at = time.monotonic()
+            email = new_email("broker")
+            wait_until(
+                lambda: client.post(
+                    "/auth/request-otp", json={"email": email}  # noqa: B023
+                ).status_code == 202,
+                15, "the app to queue again",
+            )
+            mail.inbox.wait_for(email, timeout=60)
+            recoveries.append(round(time.monotonic() - restarted_at, 3))
+            wait_until(lambda: heartbeat.stat().st_mtime > time.time() - 6, 15,
+                       "a fresh heartbeat")
+        counts = {"consumed_again_after_s": recoveries, "exits": workers.exits}
+        record_property("broker restart report", json.dumps(counts))
+        print("broker restarts:", counts)
+        assert all(exit["exit_code"] != 0 for exit in workers.exits), counts
+    finally:
+        workers.stop()
+        mail.stop()
+        store.kill()

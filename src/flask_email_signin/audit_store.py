@@ -99,11 +99,13 @@ class AuditStore:
     def _copy(self, engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
         columns = COPIED_COLUMNS
         statement = (
-            f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN"  # noqa: S608 (names)
+            f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN"
         )
         connection = engine.raw_connection()
         try:
-            with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            # psycopg's cursor (a context manager with copy()); the DB-API type has neither.
+            cursor: Any = connection.cursor()
+            with cursor, cursor.copy(statement) as copy:
                 for row in rows:
                     copy.write_row([
                         json.dumps(row[c]) if c == "detail" else row[c] for c in columns

@@ -128,6 +128,9 @@ class Config:
     # web process; 0 = off. With the prefork pool it needs PROMETHEUS_MULTIPROC_DIR.
     OTP_WORKER_METRICS_PORT = env_int("OTP_WORKER_METRICS_PORT", 0)
     OTP_WORKER_METRICS_ADDRESS = env_str("OTP_WORKER_METRICS_ADDRESS", "127.0.0.1")
+    # A file the Celery worker touches every 5 s while it consumes (worker/), for a liveness
+    # check: older than ~30 s, the worker takes no tasks. Unset: no file.
+    OTP_WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE")
     # Sign-in links and emails. Links are built from this URL, never from the Host header.
     # localhost, not 127.0.0.1: a passkey's relying party must be a name, not an address.
     OTP_LINK_BASE_URL = env_str("OTP_LINK_BASE_URL", "http://localhost:8000")

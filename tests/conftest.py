@@ -141,13 +141,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     `report_measurement`), then any optional check that did not run on this machine."""
     from local_services import status_lines
 
+    # What the fault, load and resilience tests measured, whatever -s says:
+    # `record_property("measured" or "<name> report", ...)` and `report_measurement`.
     measured = [
-        f"{report.nodeid.split('::')[-1]}: {value}"
+        f"{report.nodeid.split('::')[-1]}: {value}" if name == "measured"
+        else f"{report.nodeid.split('::')[-1]} {name}: {value}"
         for outcome in ("passed", "failed")
         for report in terminalreporter.stats.get(outcome, [])
         if getattr(report, "when", None) == "call"
-        for name, value in report.user_properties
-        if name == "measured"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "measured" or name.endswith(" report")
     ] + MEASUREMENTS
     if measured:
         terminalreporter.section("measured")

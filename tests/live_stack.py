@@ -302,21 +302,29 @@ def proxy_site(config: str, port: int, upstream_port: int) -> str:
 
 
 class WorkerNode:
-    """One `celery -A worker worker` process running one task at a time."""
+    """One `celery -A worker worker` process, by default running one task at a time.
+
+    `as_deployed`: the Procfile's command (prefork, Celery's heartbeat, mingle and gossip
+    on), not the lean one most tests use.
+    """
 
     def __init__(
         self, env: dict[str, str], logs: Path, name: str, pool: str = "solo",
-        queue: str | None = None,
+        queue: str | None = None, *, concurrency: int = 1, as_deployed: bool = False,
     ) -> None:
         self.name = name
         self.log_path = logs / f"{name}.log"
-        self.process = spawn(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", pool,
-             "--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{name}@%h",
-             "--without-heartbeat", "--without-mingle", "--without-gossip",
-             *(["--queues", queue] if queue else [])],
-            env, self.log_path,
-        )
+        lean = [] if as_deployed else [
+            "--without-heartbeat", "--without-mingle", "--without-gossip"
+        ]
+        with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "--quiet", "-A", "worker", "worker",
+                 "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+                 "--hostname", f"{name}@%h", *lean,
+                 *(["--queues", queue] if queue else [])],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self, timeout: float = 30.0) -> WorkerNode:
         """Wait for Celery's "<name>@host ready." line: it consumes from then on."""
@@ -328,6 +336,22 @@ class WorkerNode:
 
         wait_until(ready, timeout, f"{self.name} to be ready")
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool's children at once, as an OOM kill or a lost
+        host would: no task of theirs is finished or acknowledged."""
+        try:
+            family = [psutil.Process(self.process.pid)]
+            family += family[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        for process in family:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(timeout=10)
+        psutil.wait_procs(family[1:], timeout=10)
 
     def received_task_ids(self) -> list[str]:
         """Ids of the tasks this worker took from the broker, from its own log."""

@@ -64,6 +64,9 @@ def test_compose_wires_the_app_to_its_services(compose: dict[str, Any]) -> None:
     # The worker has the app's settings, plus its own metrics endpoint.
     assert worker_env.pop("OTP_WORKER_METRICS_PORT") == "9100"
     assert worker_env.pop("OTP_WORKER_METRICS_ADDRESS") == "0.0.0.0"
+    # ...and the file its health check reads (see worker/), on the tmpfs.
+    heartbeat = worker_env.pop("WORKER_HEARTBEAT_FILE")
+    assert heartbeat in str(compose["services"]["worker"]["healthcheck"]["test"])
     assert worker_env == env
     assert env["APP_ENV"] == "production"
     assert env["DATABASE_URL"].startswith("postgresql+psycopg://")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import redis
@@ -16,7 +17,12 @@ from flask_email_signin.task_publisher import (
     TaskPublisher,
     redis_publisher_unsupported,
 )
-from flask_email_signin.tasks import REDACTED_KWARGS, SEND_LOGIN_CODE
+from flask_email_signin.tasks import (
+    MAX_RETRY_DELAY_SECONDS,
+    REDACTED_KWARGS,
+    SEND_LOGIN_CODE,
+    longest_retry_delay,
+)
 from support import AuthActions
 
 KWARGS = {"email": "a@example.org", "code": "123456", "expires_at": 1, "link_secret": "s"}
@@ -80,3 +86,16 @@ def test_other_brokers_and_custom_routes_keep_send_task() -> None:
     plain = Celery("plain", broker="redis://127.0.0.1:1/0")
     plain.conf.task_serializer = "json"
     assert redis_publisher_unsupported(plain) is None
+
+
+def test_retries_wait_at_most_half_the_visibility_timeout() -> None:
+    """A retry held past the visibility timeout would be handed to a second worker as well."""
+    def task(options: dict[str, Any]) -> Any:
+        return SimpleNamespace(app=SimpleNamespace(
+            conf=SimpleNamespace(broker_transport_options=options)
+        ))
+
+    assert longest_retry_delay(task({})) == MAX_RETRY_DELAY_SECONDS
+    assert longest_retry_delay(task({"visibility_timeout": 300})) == MAX_RETRY_DELAY_SECONDS
+    assert longest_retry_delay(task({"visibility_timeout": 10})) == 5
+    assert longest_retry_delay(task({"visibility_timeout": 1})) == 1

@@ -169,11 +169,25 @@ def send_login_code(
     emit(signals.code_sent, email=email)
 
 
+def longest_retry_delay(task: Task) -> int:
+    """MAX_RETRY_DELAY_SECONDS, kept under half the Redis broker's visibility timeout.
+
+    A retry is a message the worker holds, unacknowledged, until its countdown ends; held
+    longer than the visibility timeout, another worker's sweep hands it out again and two
+    workers would run it at the same moment (both could send).
+    """
+    options = task.app.conf.broker_transport_options or {}
+    visibility = options.get("visibility_timeout")
+    if not visibility:
+        return MAX_RETRY_DELAY_SECONDS
+    return max(1, min(MAX_RETRY_DELAY_SECONDS, int(visibility) // 2))
+
+
 def retry_while_the_code_lives(
     task: Task, error: Exception, expires_at: int, service: str, email: str | None = None
 ) -> NoReturn:
     """Retry with exponential backoff, or drop the email once its code would be dead."""
-    delay = min(2 ** (task.request.retries + 1), MAX_RETRY_DELAY_SECONDS)
+    delay = min(2 ** (task.request.retries + 1), longest_retry_delay(task))
     if time.time() + delay >= expires_at:
         log.warning("login email dropped: %s down until the code expired", service)
         EMAILS.labels("failed").inc()

@@ -111,6 +111,27 @@ def test_the_image_runs_as_a_non_root_user_and_boots_with_the_script() -> None:
     assert {".git", ".venv", ".env"} <= set(ignored)
 
 
+def check_against_the_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_the_compose_file_follows_the_compose_specification(tmp_path: Path) -> None:
+    """A real parser on every machine, Docker or not: the Compose Specification's own JSON
+    schema (vendored by check-jsonschema), merge keys resolved as compose resolves them."""
+    checked = check_against_the_compose_schema(ROOT / "docker-compose.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # It is a real check: a misspelt key of a service is refused.
+    broken = tmp_path / "docker-compose.yml"
+    text = (ROOT / "docker-compose.yml").read_text()
+    broken.write_text(text.replace("    image:", "    imagee:", 1))
+    refused = check_against_the_compose_schema(broken)
+    assert refused.returncode == 1 and "'imagee' was unexpected" in refused.stdout
+
+
 def test_docker_compose_config_accepts_the_file() -> None:
     problem = compose_problem()
     if problem:

@@ -34,6 +34,7 @@ from limits.strategies import (
 from .errors import RateLimited
 from .i18n import gettext, ngettext
 from .i18n import lazy_gettext as _
+from .redis_client import patiently
 from .settings import settings
 from .state import current_state
 
@@ -210,8 +211,10 @@ def enforce(setting: str) -> None:
     if strategy is None:
         return
     scope, client = request.endpoint or setting, client_address()
+    # Waits out a failover or restart like the state store (a retried hit may count twice).
+    patience = settings.redis_retry_seconds
     for item in _parsed(settings.rate_limit(setting)):
-        if strategy.hit(item, scope, client):
+        if patiently(patience, strategy.hit, item, scope, client):
             continue
         reset_at = strategy.get_window_stats(item, scope, client).reset_time
         raise RateLimited(

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -44,6 +45,7 @@ from redis.sentinel import (
     SentinelManagedSSLConnection,
 )
 
+T = TypeVar("T")
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 DEFAULT_PORT = 6379
@@ -148,16 +150,25 @@ class PatientRedisCluster(RedisCluster):
     retry_seconds: float = 0.0
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + self.retry_seconds
-        delay = RETRY_BASE_SECONDS
-        while True:
-            try:
-                return super().execute_command(*args, **kwargs)
-            except (redis.ConnectionError, redis.TimeoutError, ClusterDownError):
-                if time.monotonic() + delay >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_CAP_SECONDS)
+        return patiently(self.retry_seconds, super().execute_command, *args, **kwargs)
+
+
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError)
+
+
+def patiently(seconds: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`call(*args, **kwargs)`, again with backoff while it fails on an absent server, for
+    up to `seconds` (clients this module does not build, such as the rate limiter's)."""
+    deadline = time.monotonic() + seconds
+    delay = RETRY_BASE_SECONDS
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except RETRYABLE:
+            if time.monotonic() + delay >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_CAP_SECONDS)
 
 
 class LazyRedisCluster:

@@ -150,6 +150,10 @@ class Settings:
         return str(self._config["OTP_URL_PREFIX"]).rstrip("/")
 
     @property
+    def redis_retry_seconds(self) -> float:
+        return float(self._config["OTP_REDIS_RETRY_SECONDS"])
+
+    @property
     def redis_socket_timeout(self) -> float:
         return float(self._config["OTP_REDIS_SOCKET_TIMEOUT"])
 

@@ -260,9 +260,9 @@ def list_passkeys(user_id: int) -> list[Passkey]:
     return passkey_store().of_user(user_id)
 
 
-# Passkey ids are database integers (64-bit at most): a larger id in a URL names no passkey,
-# and must not reach the driver, which refuses to bind it (an error, not an answer).
-LARGEST_PASSKEY_ID = 2**63 - 1
+# Passkey ids are an INTEGER column (32-bit on PostgreSQL): a larger id in a URL names no
+# passkey, and must not reach the database, which refuses it (an error, not an answer).
+LARGEST_PASSKEY_ID = 2**31 - 1
 
 
 def existing_passkey_id(passkey_id: int) -> int:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from flask import Response, jsonify
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required, unset_jwt_cookies
 
-from . import account_data, email_change
-from .audit import CODE_LOCKED, CODE_WRONG, LINK_USED, SESSION_ENDED, SESSION_STARTED
+from . import account_data, audit, email_change
 from .blueprints import extension_blueprint
 from .codes import email_tag
 from .errors import AccountNotFound
@@ -43,9 +42,11 @@ email_change_requested_schema = EmailChangeRequestedSchema()
 email_changed_schema = EmailChangedSchema()
 activity_list_schema = ActivityListSchema()
 
-ACTIVITY_EVENTS = frozenset({SESSION_STARTED, SESSION_ENDED, CODE_WRONG, CODE_LOCKED, LINK_USED,
-                             "email.changed", "email.change_undone", "passkey.registered",
-                             "passkey.deleted"})
+ACTIVITY_EVENTS = frozenset({
+    audit.SESSION_STARTED, audit.SESSION_ENDED, audit.CODE_WRONG, audit.CODE_LOCKED,
+    audit.LINK_USED, audit.EMAIL_CHANGED, audit.EMAIL_CHANGE_UNDONE, audit.PASSKEY_REGISTERED,
+    audit.PASSKEY_DELETED,
+})
 ACTIVITY_LIMIT = 20
 
 
@@ -153,7 +154,8 @@ def activity() -> Response:
             "ip": event.ip,
             "device": describe_device(event.user_agent),
             "method": event.detail.get("method"),
-            "current": event.event == SESSION_STARTED and event.detail.get("session_id") == sid,
+            "current": (event.event == audit.SESSION_STARTED
+                        and event.detail.get("session_id") == sid),
         }
         for event in events
         if event.event in ACTIVITY_EVENTS

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -277,18 +278,9 @@ def email_change_confirm_page(user_id: int) -> Response:
 @bp.post("/email-change/<int:user_id>")
 @rate_limited("OTP_RATE_LIMIT_LINK")
 def confirm_email_change(user_id: int) -> Response:
-    if not posted_from_this_site():
-        return _cross_site_refusal()
-    secret = request.form.get("secret", "")
-    if not _SECRET.fullmatch(secret):
-        return _problem_for(EmailChangeLinkInvalid())
-    try:
-        address = email_change.confirm_with_link(user_id, secret)
-    except LINK_ERRORS as error:
-        return _problem_for(error)
-    return _page(
-        "email_signin/link_problem.html", title=gettext("Address changed"),
-        message=gettext("Your account now uses %(address)s.", address=address), badge="done",
+    return _use_email_change_link(
+        email_change.confirm_with_link, user_id, gettext("Address changed"),
+        lambda address: gettext("Your account now uses %(address)s.", address=address),
     )
 
 
@@ -308,21 +300,28 @@ def email_change_undo_page(user_id: int) -> Response:
 @bp.post("/email-change/<int:user_id>/undo")
 @rate_limited("OTP_RATE_LIMIT_LINK")
 def undo_email_change(user_id: int) -> Response:
+    return _use_email_change_link(
+        email_change.undo_email_change, user_id, gettext("Your address is back"),
+        lambda address: gettext("Your account uses %(address)s again, and every device was "
+                                "signed out. Sign in again to continue.", address=address),
+    )
+
+
+def _use_email_change_link(
+    use: Callable[[int, str], str], user_id: int, title: str, done: Callable[[str], str]
+) -> Response:
+    """A posted address-change link: same-site, well-formed, then `use`d; a page either way."""
     if not posted_from_this_site():
         return _cross_site_refusal()
     secret = request.form.get("secret", "")
     if not _SECRET.fullmatch(secret):
         return _problem_for(EmailChangeLinkInvalid())
     try:
-        address = email_change.undo_email_change(user_id, secret)
+        address = use(user_id, secret)
     except LINK_ERRORS as error:
         return _problem_for(error)
-    return _page(
-        "email_signin/link_problem.html", title=gettext("Your address is back"),
-        message=gettext("Your account uses %(address)s again, and every device was signed "
-                        "out. Sign in again to continue.", address=address),
-        badge="done",
-    )
+    return _page("email_signin/link_problem.html", title=title, message=done(address),
+                 badge="done")
 
 
 def _cross_site_refusal() -> Response:

@@ -1,32 +1,83 @@
-"""Profile one scenario's requests in-process with pyinstrument.
+"""Profile one scenario's requests in-process: CPU per request, and where it goes.
 
 `python -m bench.profile verify_otp --requests 2000` starts private Redis
 servers and the SMTP sink, prepares the scenario's requests exactly as the
-benchmark does, replays them through the app's test client (no network, no
-gunicorn) and prints where the time went. For a live gunicorn worker under
-wrk, `py-spy record --pid <worker pid>` gives the same view with the server.
+benchmark does, and calls the product's WSGI app with each one directly (no
+network, no gunicorn, no test client), then the bare `Flask()` app of the
+ceiling the same way. It prints both CPU times per request, their difference
+(what the product adds on top of Flask and Werkzeug), and cProfile's heaviest
+functions. For a live gunicorn worker under wrk, `py-spy record --pid <worker pid>`
+gives the same view with the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from statistics import median
+from typing import Any
 
-from pyinstrument import Profiler
+from werkzeug.test import EnvironBuilder
 
+from .bare import app as bare_app
+from .load import Request
 from .scenarios import Bench, Options
 from .stack import Stack
 
+ROUNDS = 5
 SCENARIOS = ("ceiling", "request_otp", "verify_otp", "protected_get", "me")
+
+
+def environ_of(request: Request) -> dict[str, Any]:
+    builder = EnvironBuilder(
+        path=request.path, method=request.method, data=request.body or None,
+        headers=dict(request.headers), content_type="application/json" if request.body else None,
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    try:
+        return builder.get_environ()
+    finally:
+        builder.close()
+
+
+def call(app: Callable[..., Any], environ: dict[str, Any]) -> str:
+    """One request through the WSGI interface, its body consumed as a server would."""
+    status: list[str] = []
+
+    def start_response(line: str, _headers: Any, _exc: Any = None) -> None:
+        status.append(line)
+
+    body = app(environ, start_response)
+    try:
+        for _ in body:
+            pass
+    finally:
+        if hasattr(body, "close"):
+            body.close()
+    return status[0]
+
+
+def cpu_per_request(app: Callable[..., Any], environs: list[dict[str, Any]]) -> float:
+    """Process CPU µs per request over `environs` (each used once)."""
+    started = time.process_time()
+    for environ in environs:
+        line = call(app, environ)
+        assert line[0] in "23", line
+    return (time.process_time() - started) / len(environs) * 1e6
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--html", type=Path, help="also write pyinstrument's HTML report here")
+    parser.add_argument("--top", type=int, default=40, help="functions listed by own time")
+    parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         stack = Stack(Path(tmp), gunicorn_workers=0, gunicorn_threads=0)
@@ -34,23 +85,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.start()
             bench = Bench(Options(out_dir=Path(tmp)), stack)
             make = getattr(bench, f"{args.scenario}_requests")
-            client = bench.app.test_client(use_cookies=False)
-            for request in make("warmup", 50)[:50]:
-                client.open(request.path, method=request.method, data=request.body or None,
-                            headers=dict(request.headers), content_type="application/json")
-            requests = make("run", args.requests)
-            profiler = Profiler(interval=0.0005)
-            with profiler:
-                for i in range(args.requests):
-                    request = requests[i % len(requests)]
-                    response = client.open(
-                        request.path, method=request.method, data=request.body or None,
-                        headers=dict(request.headers), content_type="application/json",
-                    )
-                    assert response.status_code < 300, response.get_data(as_text=True)
-            print(profiler.output_text(unicode=True, color=False, show_all=False))
-            if args.html:
-                args.html.write_text(profiler.output_html())
+            app = bench.app
+
+            def environs(label: str) -> list[dict[str, Any]]:
+                requests = make(label, args.requests)
+                return [environ_of(requests[i % len(requests)]) for i in range(args.requests)]
+
+            cpu_per_request(app, environs("warmup")[:200])
+            bare = [environ_of(Request("GET", "/bench/ping")) for _ in range(args.requests)]
+            cpu_per_request(bare_app, bare[:200])
+            # Interleaved rounds, medians: a drifting machine shifts both sides alike.
+            product_runs, bare_runs = [], []
+            for round_ in range(ROUNDS):
+                product_runs.append(cpu_per_request(app, environs(f"timed{round_}")))
+                bare_runs.append(cpu_per_request(bare_app, [dict(e) for e in bare]))
+            product_us, bare_us = median(product_runs), median(bare_runs)
+            profiled = environs("profiled")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            cpu_per_request(app, profiled)
+            profiler.disable()
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats(args.sort).print_stats(args.top)
+            print(out.getvalue())
+            print(f"{args.scenario}: {product_us:.0f} µs CPU per request in-process; "
+                  f"bare Flask() view {bare_us:.0f} µs; the product adds "
+                  f"{product_us - bare_us:.0f} µs ({product_us / bare_us:.2f}×, "
+                  "without the server's own share)")
         finally:
             stack.stop()
     return 0

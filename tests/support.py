@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -110,3 +114,36 @@ def error_code(response: Any) -> str:
     assert isinstance(body, dict) and "error" in body, response.data
     assert set(body["error"]) >= {"code", "message"}
     return str(body["error"]["code"])
+
+
+@contextmanager
+def redis_monitor(url: str) -> Iterator[list[dict[str, Any]]]:
+    """Every command the server runs while the block runs (Redis MONITOR), bounded."""
+    seen: list[dict[str, Any]] = []
+    start, end = f"monitor-start-{uuid.uuid4().hex}", f"monitor-end-{uuid.uuid4().hex}"
+    started = threading.Event()
+    control = redis.Redis.from_url(url)
+
+    def listen() -> None:
+        with control.monitor() as monitor:
+            for command in monitor.listen():
+                text = command["command"]
+                if start in text:
+                    started.set()
+                elif end in text:
+                    return
+                elif started.is_set():
+                    seen.append(command)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    probe = redis.Redis.from_url(url)
+    for _ in range(100):  # until MONITOR is surely listening
+        probe.echo(start)
+        if started.wait(0.05):
+            break
+    assert started.is_set(), "MONITOR did not start"
+    yield seen
+    probe.echo(end)
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "MONITOR did not stop"

@@ -6,15 +6,11 @@ client address, so counters left by other tests never matter.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from limits import parse
@@ -23,7 +19,14 @@ from live_stack import WebNode, node_environment, private_redis
 from app import create_app
 from app.devtools.inbox import Inbox
 from flask_email_signin.rate_limits import describe
-from support import AuthActions, error_code, make_config, new_email, other_code
+from support import (
+    AuthActions,
+    error_code,
+    make_config,
+    new_email,
+    other_code,
+    redis_monitor,
+)
 
 
 def new_ip() -> str:
@@ -166,39 +169,6 @@ def test_an_app_with_limits_disabled_leaves_other_apps_limited(
     limited = client_from(app, new_ip())
     assert limited.post("/auth/request-otp", json={"email": new_email()}).status_code == 202
     assert_rate_limited(limited.post("/auth/request-otp", json={"email": new_email()}), 60)
-
-
-@contextmanager
-def redis_monitor(url: str) -> Iterator[list[dict[str, Any]]]:
-    """Every command the server runs while the block runs (Redis MONITOR), bounded."""
-    seen: list[dict[str, Any]] = []
-    start, end = f"monitor-start-{uuid.uuid4().hex}", f"monitor-end-{uuid.uuid4().hex}"
-    started = threading.Event()
-    control = redis.Redis.from_url(url)
-
-    def listen() -> None:
-        with control.monitor() as monitor:
-            for command in monitor.listen():
-                text = command["command"]
-                if start in text:
-                    started.set()
-                elif end in text:
-                    return
-                elif started.is_set():
-                    seen.append(command)
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
-    probe = redis.Redis.from_url(url)
-    for _ in range(100):  # until MONITOR is surely listening
-        probe.echo(start)
-        if started.wait(0.05):
-            break
-    assert started.is_set(), "MONITOR did not start"
-    yield seen
-    probe.echo(end)
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "MONITOR did not stop"
 
 
 def test_a_protected_request_costs_one_redis_command_and_no_rate_limit(

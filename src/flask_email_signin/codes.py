@@ -10,6 +10,7 @@ email only by its tag, and the email is stored sealed under the link secret.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -26,7 +27,14 @@ def generate_code(length: int) -> str:
 
 
 def _derived_key(label: bytes) -> bytes:
-    return hmac.new(settings.secret_key, b"passwordless:" + label, hashlib.sha256).digest()
+    return _derive(settings.secret_key, label)
+
+
+@functools.lru_cache(maxsize=64)
+def _derive(secret_key: bytes, label: bytes) -> bytes:
+    """Pure, so kept: four derivations per request-otp otherwise (keys stay in memory
+    anyway, as SECRET_KEY does)."""
+    return hmac.new(secret_key, b"passwordless:" + label, hashlib.sha256).digest()
 
 
 def secret_digest(purpose: str, email: str, secret: str) -> bytes:

@@ -55,6 +55,7 @@ from .settings import apply_defaults
 from .state import EXTENSION_KEY, State
 from .task_publisher import TaskPublisher
 from .tasks import SEND_LOGIN_CODE, register_tasks
+from .token_decoding import install_lean_decoder
 from .tracing import instrument_app
 from .users import SQLAlchemyUserStore, default_user_model
 from .webhook_delivery import register_webhook_task
@@ -120,6 +121,7 @@ class EmailSignIn:
         users = SQLAlchemyUserStore(*self._database(app, db, user_model))
         manager = self._jwt_manager(app)
         install_session_check(manager)
+        install_lean_decoder(manager)
         app.before_request(ensure_session_check)
         if "mail" not in app.extensions:
             Mail(app)
@@ -160,6 +162,7 @@ class EmailSignIn:
                 cluster=bool(config["OTP_REDIS_CLUSTER"]),
                 timeout=float(config["OTP_REDIS_SOCKET_TIMEOUT"]),
                 retry_seconds=float(config["OTP_REDIS_RETRY_SECONDS"]),
+                lean=not tracing,
             ),
             users=users,
             celery=celery_app,

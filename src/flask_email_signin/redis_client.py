@@ -25,6 +25,7 @@ slot and runs unchanged on a cluster.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ import redis
 from redis.backoff import EqualJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import (
     Sentinel,
@@ -60,10 +61,20 @@ end
 """
 
 
-def lua_script(text: str) -> Script:
-    """A script run by EVALSHA on whichever client is passed (loaded on first miss)."""
+class LuaScript(Script):
+    """A script run by EVALSHA on whichever client is passed (loaded on first miss);
+    on a `StateRedis`, through its lean path."""
+
+    def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        run = getattr(client, "run_script", None)
+        if run is not None:
+            return run(self, keys or [], args or [])
+        return super().__call__(keys or [], args or [], client)
+
+
+def lua_script(text: str) -> LuaScript:
     # No bound client: every call passes the current app's client.
-    return Script(None, text.encode())  # type: ignore[arg-type]
+    return LuaScript(None, text.encode())  # type: ignore[arg-type]
 
 
 class RedisURLError(ValueError):
@@ -275,13 +286,70 @@ class RetriedConnectSentinelPool(RetriedConnect, SentinelConnectionPool):
     pass
 
 
+class StateRedis(redis.Redis):
+    """The client of one server, whose scripts skip redis-py's per-command machinery.
+
+    Every request of the product runs one or two scripts. Through `execute_command` each
+    costs some 170 Python calls (pool checkout with a readiness poll, retry wrapper,
+    connection metrics) around the one send and read; here each thread sends EVALSHA on a
+    connection of its own with redis-py's `Connection` API. Any failure hands the call to
+    the full client, which loads a missing script and retries as configured: the state
+    scripts all recognise their own retry (see the module docstring).
+    `lean=False` (tracing on) keeps every command on the instrumented path.
+    """
+
+    def __init__(self, *args: Any, lean: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lean = lean
+        self._own = threading.local()
+        self._owned: list[Any] = []  # every thread's, for close()
+
+    def _own_connection(self) -> Any:
+        own = self._own.__dict__
+        pid = os.getpid()
+        if own.get("pid") != pid:  # new thread, or a forked child: never share a socket
+            pool = self.connection_pool
+            own["connection"] = pool.connection_class(**pool.connection_kwargs)
+            own["pid"] = pid
+            self._owned.append(own["connection"])
+        return own["connection"]
+
+    def close(self) -> None:
+        for connection in self._owned:
+            connection.disconnect()
+        self._owned.clear()
+        super().close()
+
+    def run_script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        if self.lean:
+            connection = self._own_connection()
+            try:
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return connection.read_response()
+            except NoScriptError:
+                pass  # the full path loads it
+            except (redis.ConnectionError, redis.TimeoutError):
+                connection.disconnect()
+                if not self.retries:
+                    raise  # retrying is off: a lost reply is not run a second time
+                # the full path retries, on pooled connections
+        return Script.__call__(script, keys, args, self)
+
+    @property
+    def retries(self) -> bool:
+        retry = self.connection_pool.connection_kwargs.get("retry")
+        return isinstance(retry, RetryWithin) and retry.seconds > 0
+
+
 def redis_from_url(
-    url: str, *, cluster: bool = False, timeout: float = 1.0, retry_seconds: float = 0.0
+    url: str, *, cluster: bool = False, timeout: float = 1.0, retry_seconds: float = 0.0,
+    lean: bool = True,
 ) -> Any:
     """A redis-py client for `url`: Redis, RedisCluster, or a Sentinel-managed master.
 
     `cluster=True` (OTP_REDIS_CLUSTER) treats a plain `redis://` URL as one node of a cluster.
     `retry_seconds` (OTP_REDIS_RETRY_SECONDS): how long a failing command is retried.
+    `lean=False`: one server's scripts go through redis-py's instrumented path too.
     """
     bounded: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -292,7 +360,7 @@ def redis_from_url(
     if not is_multi_host_url(url):
         if cluster:
             return LazyRedisCluster(retry_seconds, url=url, **bounded)
-        return redis.Redis(connection_pool=RetriedConnectPool.from_url(url, **bounded))
+        return StateRedis(connection_pool=RetriedConnectPool.from_url(url, **bounded), lean=lean)
 
     topology = parse_topology(url)
     credentials: dict[str, Any] = {"username": topology.username, "password": topology.password}

@@ -8,9 +8,9 @@ from redis.sentinel import SentinelConnectionPool
 
 from app import create_app
 from flask_email_signin.redis_client import (
+    LeanRedis,
     RedisTopology,
     RedisURLError,
-    StateRedis,
     parse_topology,
     redis_from_url,
 )
@@ -54,7 +54,7 @@ def test_unusable_urls_are_refused_with_the_reason(url: str, reason: str) -> Non
 def test_each_form_gets_redis_pys_own_client_with_bounded_timeouts() -> None:
     # Building a client opens no connection, so nothing needs to listen on these ports.
     single = redis_from_url("redis://127.0.0.1:1/2", timeout=0.5)
-    assert type(single) is StateRedis
+    assert type(single) is LeanRedis
     assert single.connection_pool.connection_kwargs["socket_timeout"] == 0.5
     assert single.connection_pool.connection_kwargs["socket_connect_timeout"] == 0.5
 
@@ -78,7 +78,7 @@ def test_redis_cluster_flag_makes_a_plain_url_a_cluster_node(redis_url: str) -> 
     # The suite's server is no cluster: redis-py's cluster client says so, it is not ignored.
     with pytest.raises(redis.ConnectionError, match=r"(?i)cluster"):
         redis_from_url(f"{redis_url}/0", cluster=True).ping()
-    assert type(redis_from_url(f"{redis_url}/0")) is StateRedis
+    assert type(redis_from_url(f"{redis_url}/0")) is LeanRedis
 
 
 def test_the_app_starts_while_the_cluster_is_down_and_answers_503(

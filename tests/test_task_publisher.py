@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,7 @@ import redis
 from celery import Celery
 from flask import Flask
 
+from flask_email_signin.redis_client import LeanRedis
 from flask_email_signin.task_publisher import (
     CeleryTaskPublisher,
     RedisTaskPublisher,
@@ -39,15 +41,18 @@ def test_the_fast_path_sends_what_send_task_sends(redis_url: str) -> None:
     broker_url = f"{redis_url}/7"
     celery = Celery("publisher-test", broker=broker_url)
     celery.conf.update(task_serializer="json", accept_content=["json"])
-    client = redis.Redis.from_url(broker_url)
+    client = LeanRedis(connection_pool=redis.ConnectionPool.from_url(broker_url))
     client.delete("celery")
+    fast = RedisTaskPublisher(celery, client)
     try:
         options = {"kwargs": KWARGS, "expires": 300, "kwargsrepr": REDACTED_KWARGS,
                    "headers": {"request_id": "r-1"}}
         CeleryTaskPublisher(celery).publish(SEND_LOGIN_CODE, **options)
         expected = pushed(client)
-        RedisTaskPublisher(celery, client).publish(SEND_LOGIN_CODE, **options)
-        actual = pushed(client)
+        fast.publish(SEND_LOGIN_CODE, **options)  # the first message builds the template
+        fast.publish(SEND_LOGIN_CODE, **{**options, "kwargs": {**KWARGS, "code": "654321"},
+                                         "headers": {"request_id": "r-2"}})
+        actual, second = pushed(client), pushed(client)
     finally:
         client.delete("celery", "_kombu.binding.celery")
         client.close()
@@ -66,6 +71,17 @@ def test_the_fast_path_sends_what_send_task_sends(redis_url: str) -> None:
     for key in ("delivery_mode", "delivery_info", "priority", "body_encoding"):
         assert actual["properties"][key] == expected["properties"][key], key
     assert actual["properties"]["correlation_id"] == actual["headers"]["id"]
+    # The same expiry instant (to the second), in Celery's ISO 8601 form.
+    assert abs(datetime.fromisoformat(actual["headers"]["expires"])
+               - datetime.fromisoformat(expected["headers"]["expires"])) < timedelta(seconds=5)
+    # A later message copies the template: only its own parts differ.
+    assert json.loads(base64.b64decode(second["body"]))[1] == {**KWARGS, "code": "654321"}
+    assert second["headers"]["request_id"] == "r-2" and actual["headers"]["request_id"] == "r-1"
+    assert second["headers"]["id"] != actual["headers"]["id"]
+    assert second["properties"]["correlation_id"] == second["headers"]["root_id"] \
+        == second["headers"]["id"]
+    assert {k: v for k, v in second["headers"].items() if k not in PER_MESSAGE | {"request_id"}} \
+        == {k: v for k, v in actual["headers"].items() if k not in PER_MESSAGE | {"request_id"}}
 
 
 def test_the_suite_app_publishes_on_the_fast_path_and_the_worker_sends_the_email(

@@ -63,7 +63,7 @@ end
 
 class LuaScript(Script):
     """A script run by EVALSHA on whichever client is passed (loaded on first miss);
-    on a `StateRedis`, through its lean path."""
+    on a `LeanRedis`, through its lean path."""
 
     def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
         run = getattr(client, "run_script", None)
@@ -286,15 +286,16 @@ class RetriedConnectSentinelPool(RetriedConnect, SentinelConnectionPool):
     pass
 
 
-class StateRedis(redis.Redis):
-    """The client of one server, whose scripts skip redis-py's per-command machinery.
+class LeanRedis(redis.Redis):
+    """A client of one server whose hot commands skip redis-py's per-command machinery.
 
-    Every request of the product runs one or two scripts. Through `execute_command` each
-    costs some 170 Python calls (pool checkout with a readiness poll, retry wrapper,
-    connection metrics) around the one send and read; here each thread sends EVALSHA on a
-    connection of its own with redis-py's `Connection` API. Any failure hands the call to
-    the full client, which loads a missing script and retries as configured: the state
-    scripts all recognise their own retry (see the module docstring).
+    Every request of the product runs one or two scripts, and request-otp one LPUSH.
+    Through `execute_command` each costs some 170 Python calls (pool checkout with a
+    readiness poll, retry wrapper, connection metrics) around the one send and read;
+    `lean_call` sends it on a connection of the thread's own with redis-py's `Connection`
+    API. A failure hands the call to the full client, which loads a missing script and
+    retries as configured (the state scripts all recognise their own retry, see the
+    module docstring); with retrying off, a failure is raised, never run twice.
     `lean=False` (tracing on) keeps every command on the instrumented path.
     """
 
@@ -314,17 +315,26 @@ class StateRedis(redis.Redis):
             self._owned.append(own["connection"])
         return own["connection"]
 
-    def close(self) -> None:
-        for connection in self._owned:
-            connection.disconnect()
-        self._owned.clear()
-        super().close()
+    @property
+    def retries(self) -> bool:
+        retry = self.connection_pool.connection_kwargs.get("retry")
+        return isinstance(retry, Retry) and retry.get_retries() > 0
 
-    def run_script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
+    def lean_call(self, command: tuple[Any, ...], full: Callable[[], T]) -> T | Any:
+        """`command`'s reply, sent on the thread's own connection; `full()` after a failure."""
         if self.lean:
             connection = self._own_connection()
             try:
-                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                if connection._sock is not None:
+                    # As the pool checks a connection it hands out: one idle across a
+                    # server restart reads as closed; reconnect rather than fail.
+                    try:
+                        stale = connection.can_read()
+                    except (redis.ConnectionError, OSError):
+                        stale = True
+                    if stale:
+                        connection.disconnect()
+                connection.send_command(*command)
                 return connection.read_response()
             except NoScriptError:
                 pass  # the full path loads it
@@ -332,13 +342,19 @@ class StateRedis(redis.Redis):
                 connection.disconnect()
                 if not self.retries:
                     raise  # retrying is off: a lost reply is not run a second time
-                # the full path retries, on pooled connections
-        return Script.__call__(script, keys, args, self)
+        return full()
 
-    @property
-    def retries(self) -> bool:
-        retry = self.connection_pool.connection_kwargs.get("retry")
-        return isinstance(retry, RetryWithin) and retry.seconds > 0
+    def run_script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        return self.lean_call(
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
+            lambda: Script.__call__(script, keys, args, self),
+        )
+
+    def close(self) -> None:
+        for connection in self._owned:
+            connection.disconnect()
+        self._owned.clear()
+        super().close()
 
 
 def redis_from_url(
@@ -360,7 +376,7 @@ def redis_from_url(
     if not is_multi_host_url(url):
         if cluster:
             return LazyRedisCluster(retry_seconds, url=url, **bounded)
-        return StateRedis(connection_pool=RetriedConnectPool.from_url(url, **bounded), lean=lean)
+        return LeanRedis(connection_pool=RetriedConnectPool.from_url(url, **bounded), lean=lean)
 
     topology = parse_topology(url)
     credentials: dict[str, Any] = {"username": topology.username, "password": topology.password}

@@ -4,9 +4,10 @@
 (routing, producer pool, kombu's serialisation layers, signals) on every
 request-otp. On a plain Redis broker the message it sends is a JSON envelope
 LPUSHed onto the queue's list; this publisher builds the same protocol-2
-message with Celery's own `amqp.as_task_v2`, wraps it as kombu's Redis
-transport does, and pushes it on a kept connection: the same message, any
-`celery worker` consumes it, at a fraction of the cost.
+message with Celery's own `amqp.as_task_v2` (once per task: later messages
+copy it), wraps it as kombu's Redis transport does, and pushes it on each
+thread's own kept connection (see redis_client.LeanRedis): the same message,
+any `celery worker` consumes it, at a fraction of the cost.
 
 Any other broker (RabbitMQ...), custom task routes, a key prefix or a TLS
 broker keep Celery's own `send_task`. Neither path sends Celery's
@@ -21,7 +22,10 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -29,6 +33,7 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from kombu.exceptions import OperationalError as BrokerError
 
+from .redis_client import LeanRedis
 from .tracing import publish_span
 
 
@@ -47,12 +52,41 @@ def redis_publisher_unsupported(celery: Celery) -> str | None:
     return None
 
 
-class RedisTaskPublisher:
-    """Pushes protocol-2 task messages straight onto a Redis broker's queue list."""
+@dataclass(frozen=True)
+class MessageTemplate:
+    """What every message of one task (and kwargs repr) shares, built once by Celery."""
 
-    def __init__(self, celery: Celery, client: redis.Redis, *, tracing: bool = False) -> None:
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    embed: dict[str, Any]  # the body's third part: callbacks, errbacks, chain, chord
+
+
+class RedisTaskPublisher:
+    """Pushes protocol-2 task messages straight onto a Redis broker's queue list.
+
+    Celery's `amqp.as_task_v2` builds each task's first message; later ones copy it
+    and change what differs per message (ids, expiry time, arguments, headers).
+    """
+
+    def __init__(self, celery: Celery, client: LeanRedis, *, tracing: bool = False) -> None:
         self.celery, self.client, self.tracing = celery, client, tracing
         self.origin = anon_nodename()
+        self.queue = str(celery.conf.task_default_queue)
+        self._templates: dict[tuple[str, str], MessageTemplate] = {}
+
+    def template(self, name: str, kwargsrepr: str) -> MessageTemplate:
+        template = self._templates.get((name, kwargsrepr))
+        if template is None:
+            message = self.celery.amqp.as_task_v2(
+                "", name, kwargs={}, argsrepr="()", kwargsrepr=kwargsrepr, origin=self.origin,
+                ignore_result=None,  # as send_task: the task's own setting decides
+            )
+            template = MessageTemplate(
+                headers=dict(message.headers), properties=dict(message.properties),
+                embed=dict(message.body[2]),
+            )
+            self._templates[(name, kwargsrepr)] = template
+        return template
 
     def publish(
         self,
@@ -63,27 +97,32 @@ class RedisTaskPublisher:
         kwargsrepr: str,
         headers: dict[str, Any] | None = None,
     ) -> None:
-        task_id, queue = str(uuid.uuid4()), str(self.celery.conf.task_default_queue)
-        message = self.celery.amqp.as_task_v2(
-            task_id, name, kwargs=kwargs, expires=expires,
-            argsrepr="()", kwargsrepr=kwargsrepr, origin=self.origin,
-            ignore_result=None,  # as send_task: the task's own setting decides
-        )
-        message_headers = {**message.headers, **(headers or {})}
+        template = self.template(name, kwargsrepr)
+        task_id = str(uuid.uuid4())
+        # The instant Celery would write, in its own ISO 8601 form.
+        expiry = datetime.fromtimestamp(time.time() + expires, tz=self.celery.timezone)
+        message_headers = {
+            **template.headers, "id": task_id, "root_id": task_id,
+            "expires": expiry.isoformat(), **(headers or {}),
+        }
+        body = ((), kwargs, template.embed)
         if self.tracing:
-            with publish_span(name, task_id, queue, message_headers):
-                self._push(queue, message, message_headers)
+            with publish_span(name, task_id, self.queue, message_headers):
+                self._push(task_id, body, template, message_headers)
         else:
-            self._push(queue, message, message_headers)
+            self._push(task_id, body, template, message_headers)
 
-    def _push(self, queue: str, message: Any, headers: dict[str, Any]) -> None:
+    def _push(self, task_id: str, body: Any, template: MessageTemplate,
+              headers: dict[str, Any]) -> None:
+        queue = self.queue
         envelope = {
-            "body": base64.b64encode(json.dumps(message.body).encode()).decode(),
+            "body": base64.b64encode(json.dumps(body).encode()).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": headers,
             "properties": {
-                **message.properties,
+                **template.properties,
+                "correlation_id": task_id,
                 "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": 0,
@@ -91,8 +130,10 @@ class RedisTaskPublisher:
                 "delivery_tag": str(uuid.uuid4()),
             },
         }
+        payload = json.dumps(envelope)
         try:
-            self.client.lpush(queue, json.dumps(envelope))
+            self.client.lean_call(("LPUSH", queue, payload),
+                                  lambda: self.client.lpush(queue, payload))
         except redis.RedisError as error:
             # The same error as Celery's own publisher, so callers handle one kind.
             raise BrokerError(str(error)) from error
@@ -133,12 +174,14 @@ class TaskPublisher:
                 if redis_publisher_unsupported(self.celery) is not None:
                     self._chosen = CeleryTaskPublisher(self.celery)
                 else:
-                    client = redis.Redis.from_url(
+                    pool = redis.ConnectionPool.from_url(
                         str(self.celery.conf.broker_url),
                         socket_timeout=self.timeout,
                         socket_connect_timeout=self.timeout,
                         health_check_interval=30,
                     )
+                    # Traced, the LPUSH goes through the instrumented client path.
+                    client = LeanRedis(connection_pool=pool, lean=not self.tracing)
                     self._chosen = RedisTaskPublisher(self.celery, client, tracing=self.tracing)
             return self._chosen
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,13 @@ import jwt as pyjwt
 import pytest
 import redis
 from flask import Flask
-from flask_jwt_extended import create_access_token
+from flask_jwt_extended import JWTManager, create_access_token
+from flask_jwt_extended import tokens as jwt_tokens
 from live_stack import private_redis
 
+from flask_email_signin import lean_tokens
+from flask_email_signin.lean_tokens import LeanDecoder, LeanEncoder, verified_claims
 from flask_email_signin.redis_client import LeanRedis, lua_script, redis_from_url
-from flask_email_signin.token_decoding import LeanDecoder, verified_claims
 
 ECHO = lua_script("return {KEYS[1], ARGV[1]}")
 COUNT = lua_script("return redis.call('INCR', KEYS[1])")
@@ -163,6 +168,57 @@ def test_a_host_decode_key_callback_keeps_the_library_path(
     monkeypatch.setattr(decoder.manager, "_decode_key_callback", decode_key)
     assert outcome(decoder, token, None)[0] == "claims"
     assert asked == ["42"]
+
+
+class FrozenDatetime(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> FrozenDatetime:
+        return cls(2026, 11, 30, 12, 0, 0, 123456, tzinfo=tz)
+
+
+@pytest.fixture
+def frozen_tokens(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """The same clock, and the same ids after each call of the returned reset, for the
+    library's encode and the lean one."""
+    ids: list[Iterator[uuid.UUID]] = []
+
+    def reset() -> None:
+        ids[:] = [iter(uuid.UUID(int=n) for n in range(1000))]
+
+    reset()
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(ids[0]))
+    monkeypatch.setattr(jwt_tokens, "datetime", FrozenDatetime)
+    monkeypatch.setattr(lean_tokens, "datetime", FrozenDatetime)
+    return reset
+
+
+@pytest.mark.parametrize("kind", ["access", "refresh", "fresh access", "with headers"])
+def test_the_lean_encoder_makes_the_librarys_tokens_byte_for_byte(
+    app: Flask, frozen_tokens: Callable[[], None], kind: str
+) -> None:
+    manager = app.extensions["flask-jwt-extended"]
+    lean = manager._encode_jwt_from_config
+    assert isinstance(lean, LeanEncoder), "init_app installs the lean encoder"
+    library = partial(JWTManager._encode_jwt_from_config, manager)
+    options: dict[str, Any] = {"claims": {"sid": "s" * 22, "roles": ["admin"], "auth_time": 7}}
+    if kind == "fresh access":
+        options["fresh"] = timedelta(minutes=5)
+    if kind == "with headers":
+        options["headers"] = {"kid": "key-1"}
+    token_type = "refresh" if kind == "refresh" else "access"
+    made = []
+    with app.test_request_context():
+        for encode in (lean, library):
+            frozen_tokens()
+            made.append(encode("42", token_type, **options))
+    assert made[0] == made[1]
+    assert pyjwt.get_unverified_header(made[0])["alg"] == "HS256"
+
+
+def test_lean_tokens_are_accepted_by_the_library(app: Flask, decoder: LeanDecoder) -> None:
+    token = create_access_token("42", additional_claims={"sid": "s" * 22})
+    claims = decoder.library_decode(token, None, False)
+    assert claims["sub"] == "42" and claims["sid"] == "s" * 22 and claims["type"] == "access"
 
 
 # ---- the state store's own-connection scripts ------------------------------------------

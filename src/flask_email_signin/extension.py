@@ -43,6 +43,7 @@ from .error_handlers import (
 from .errors import FreshLoginRequired
 from .i18n import init_localization
 from .jwt_callbacks import ensure_session_check, install_session_check
+from .lean_tokens import install_lean_tokens
 from .passkey_store import PasskeyStore, passkey_table
 from .production_guard import (
     check_production_settings,
@@ -55,7 +56,6 @@ from .settings import apply_defaults
 from .state import EXTENSION_KEY, State
 from .task_publisher import TaskPublisher
 from .tasks import SEND_LOGIN_CODE, register_tasks
-from .token_decoding import install_lean_decoder
 from .tracing import instrument_app
 from .users import SQLAlchemyUserStore, default_user_model
 from .webhook_delivery import register_webhook_task
@@ -121,7 +121,7 @@ class EmailSignIn:
         users = SQLAlchemyUserStore(*self._database(app, db, user_model))
         manager = self._jwt_manager(app)
         install_session_check(manager)
-        install_lean_decoder(manager)
+        install_lean_tokens(manager)
         app.before_request(ensure_session_check)
         if "mail" not in app.extensions:
             Mail(app)

@@ -3,11 +3,11 @@
 `python -m bench.profile verify_otp --requests 2000` starts private Redis
 servers and the SMTP sink, prepares the scenario's requests exactly as the
 benchmark does, and calls the product's WSGI app with each one directly (no
-network, no gunicorn, no test client), then the bare `Flask()` app of the
-ceiling the same way. It prints both CPU times per request, their difference
-(what the product adds on top of Flask and Werkzeug), and cProfile's heaviest
-functions. For a live gunicorn worker under wrk, `py-spy record --pid <worker pid>`
-gives the same view with the server.
+network, no gunicorn, no test client; users on BENCH_DATABASE_URL, else SQLite),
+then the bare `Flask()` app of the ceiling the same way. It prints both CPU times
+per request, their difference (what the product adds on top of Flask and
+Werkzeug), and cProfile's heaviest functions (wall time: waits on Redis and the
+database show too). `python -m bench.spy` samples a live gunicorn worker instead.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import tempfile
 import time
@@ -78,11 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=40, help="functions listed by own time")
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
+    parser.add_argument("--dump", type=Path, help="also save the pstats data here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         stack = Stack(Path(tmp), gunicorn_workers=0, gunicorn_threads=0)
         try:
-            stack.start()
+            stack.start(os.environ.get("BENCH_DATABASE_URL") or None)
             bench = Bench(Options(out_dir=Path(tmp)), stack)
             make = getattr(bench, f"{args.scenario}_requests")
             app = bench.app
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiler.enable()
             cpu_per_request(app, profiled)
             profiler.disable()
+            if args.dump:
+                profiler.dump_stats(args.dump)
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats(args.sort).print_stats(args.top)

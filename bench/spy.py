@@ -2,10 +2,11 @@
 
 `python -m bench.spy verify_otp --seconds 8` starts the benchmark's stack (one
 gunicorn worker, 4 threads, users on BENCH_DATABASE_URL or SQLite), drives the
-scenario with wrk, and samples the worker with py-spy, counting only samples where
-a thread is on the CPU (no waits). It prints the functions with the most samples,
-own and total, including gunicorn's and the interpreter's share that an
-in-process profile (bench.profile) cannot see.
+scenario with wrk, and samples the worker with py-spy, counting only the thread
+that holds the GIL (Python at work: waits on sockets release it). It prints the
+functions with the most samples, own and total, including gunicorn's share that
+an in-process profile (bench.profile) cannot see. System calls made without the
+GIL (sending and receiving) are not counted.
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             spy = subprocess.Popen([  # noqa: S603 - our own venv's py-spy, fixed arguments
                 str(BIN / "py-spy"), "record", "--pid", str(worker.pid), "--rate",
                 str(args.rate), "--duration", str(args.seconds), "--format", "raw",
-                "--output", str(out), "--nonblocking",
+                "--output", str(out), "--nonblocking", "--gil",
             ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             result = load.run_wrk(base, path, LoadPlan(16, args.requests, args.seconds))
             spy.wait(timeout=args.seconds + 30)
             own, total, samples = collapsed_counts(out)
-            print(f"{args.scenario}: {result.requests} requests, {samples} on-CPU samples")
+            print(f"{args.scenario}: {result.requests} requests, {samples} samples holding the GIL")
             for title, counts in (("own", own), ("total", total)):
-                print(f"\n-- by {title} samples (% of all on-CPU samples) --")
+                print(f"\n-- by {title} samples (% of all samples holding the GIL) --")
                 for frame, count in counts.most_common(args.top):
                     print(f"{100 * count / samples:5.1f}%  {frame}")
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,12 +22,14 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 import redis
+import sqlalchemy as sa
 from flask import Flask
 from flask_jwt_extended import JWTManager, create_access_token
 from flask_jwt_extended import tokens as jwt_tokens
 from live_stack import private_redis
 
 from flask_email_signin import lean_tokens
+from flask_email_signin.kept_connections import KeptConnections
 from flask_email_signin.lean_tokens import LeanDecoder, LeanEncoder, verified_claims
 from flask_email_signin.redis_client import LeanRedis, lua_script, redis_from_url
 
@@ -303,3 +306,49 @@ def test_tracing_keeps_scripts_on_the_instrumented_path(
     assert ECHO(keys=["k"], args=["v"], client=client) == [b"k", b"v"]
     assert sent[-1][:3] == ("EVALSHA", ECHO.sha, 1)
     assert client._owned == []  # no connection of its own was opened
+
+
+# ---- the hot statements' kept database connections -------------------------------------
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def test_a_thread_keeps_one_autocommit_connection(engine: sa.Engine) -> None:
+    kept = KeptConnections()
+    first = kept.run(engine, lambda conn: conn)
+    assert kept.run(engine, lambda conn: conn) is first
+    assert first.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+    other: list[sa.Connection] = []
+    thread = threading.Thread(target=lambda: other.append(kept.run(engine, lambda c: c)))
+    thread.start()
+    thread.join()
+    assert other and other[0] is not first  # each thread its own
+    kept.close()
+    assert engine.pool.checkedout() == 0  # returned to the pool, not left to the collector
+
+
+def test_a_dropped_connection_is_replaced_and_the_statement_run_again(engine: sa.Engine) -> None:
+    kept = KeptConnections()
+    first = kept.run(engine, lambda conn: conn)
+    first.connection.dbapi_connection.close()  # as a database restart would  # type: ignore
+    runs: list[sa.Connection] = []
+
+    def select_one(conn: sa.Connection) -> Any:
+        runs.append(conn)
+        return conn.execute(sa.text("SELECT 1")).scalar()
+
+    assert kept.run(engine, select_one) == 1
+    assert len(runs) == 2 and runs[1] is not first
+    kept.close()
+
+
+def test_other_database_errors_are_raised_as_they_are(engine: sa.Engine) -> None:
+    kept = KeptConnections()
+    with pytest.raises(sa.exc.DBAPIError):
+        kept.run(engine, lambda conn: conn.execute(sa.text("SELECT * FROM no_such_table")))
+    assert kept.run(engine, lambda conn: conn.execute(sa.text("SELECT 2")).scalar()) == 2
+    kept.close()

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .errors import AccountInactive, SignupClosed
+from .kept_connections import KeptConnections
 
 
 def utcnow() -> datetime:
@@ -177,8 +178,9 @@ class SQLAlchemyUserStore:
     """Find, create and update users of `model` through `db.session`.
 
     The two hot paths, sign-in and the profile read, run one Core statement on an
-    autocommit connection instead (no ORM unit of work, no BEGIN/COMMIT round
-    trips): they return result rows with the profile's columns, not model objects.
+    autocommit connection kept by each thread instead (no ORM unit of work, no
+    BEGIN/COMMIT round trips, no pool checkout; see kept_connections): they return
+    result rows with the profile's columns, not model objects.
     """
 
     def __init__(self, db: SQLAlchemy, model: type) -> None:
@@ -191,6 +193,7 @@ class SQLAlchemyUserStore:
             )
         self.db = db
         self.model: Any = model  # a mapped class with UserMixin's columns
+        self._kept = KeptConnections()  # the hot statements' connections
 
     def find(self, email: str) -> Any | None:
         return self.db.session.scalar(sa.select(self.model).where(self.model.email == email))
@@ -280,8 +283,10 @@ class SQLAlchemyUserStore:
 
     def profile(self, user_id: int) -> Any | None:
         """The user's profile columns (a row), in one autocommit SELECT."""
-        with self._autocommit() as conn:
-            return conn.execute(self._statements.profile, {"user_id": user_id}).first()
+        statement = self._statements.profile
+        return self._kept.run(
+            self.db.engine, lambda conn: conn.execute(statement, {"user_id": user_id}).first()
+        )
 
     def sign_in(self, email: str, *, allow_signup: bool) -> Any:
         """The first sign-in creates the account; later ones stamp the time.
@@ -297,11 +302,17 @@ class SQLAlchemyUserStore:
             return self._sign_in_by_session(email, allow_signup=allow_signup)
         statements = self._statements
         statement = statements.upsert(upsert) if allow_signup else statements.stamp
-        with self._autocommit() as conn:
-            row = conn.execute(statement, {"address": email, "now": utcnow()}).first()
+        now = utcnow()
+
+        def sign_in(conn: sa.Connection) -> tuple[Any, Any]:
+            row = conn.execute(statement, {"address": email, "now": now}).first()
             if row is not None:
-                return row
-            exists = conn.execute(statements.exists, {"address": email}).first()
+                return row, None
+            return None, conn.execute(statements.exists, {"address": email}).first()
+
+        row, exists = self._kept.run(self.db.engine, sign_in)
+        if row is not None:
+            return row
         raise AccountInactive() if exists is not None else SignupClosed()
 
     def _sign_in_by_session(self, email: str, *, allow_signup: bool) -> Any:

@@ -164,7 +164,7 @@ class Stack:
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "REDIS_URL": f"redis://127.0.0.1:{state_port}/0",
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",
-            "SQLALCHEMY_DATABASE_URI": self._database(database_url),
+            "SQLALCHEMY_DATABASE_URI": self.database(database_url),
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": smtp_port,
             "MAIL_USE_TLS": False,
@@ -199,7 +199,7 @@ class Stack:
             time.sleep(0.05)
         return process
 
-    def _database(self, server_url: str | None) -> str:
+    def database(self, server_url: str | None) -> str:
         """SQLite in the workdir, or a private database created on `server_url`'s server."""
         if not server_url:
             return f"sqlite:///{self.workdir / 'bench.db'}"
@@ -211,7 +211,7 @@ class Stack:
         self._private_database = (server_url, name)
         return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
-    def _drop_database(self) -> None:
+    def drop_database(self) -> None:
         if self._private_database is None:
             return
         server_url, name = self._private_database
@@ -294,7 +294,7 @@ class Stack:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-        self._drop_database()
+        self.drop_database()
 
     def _stop(self, name: str) -> None:
         process = self._processes.pop(name, None)

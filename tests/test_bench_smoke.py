@@ -9,8 +9,12 @@ stands in for wrk, so the suite does not depend on it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pytest
+
+from bench import profile, spy
 from bench.report import HTTP_SCENARIOS
 from bench.run import run_bench
 from bench.scenarios import Options
@@ -58,3 +62,29 @@ def test_every_scenario_runs_and_the_report_is_written(tmp_path: Path) -> None:
 def test_the_ping_route_exists_only_in_the_bench_app(app: object) -> None:
     client = app.test_client()  # type: ignore[attr-defined]
     assert client.get("/bench/ping").status_code == 404
+
+
+def test_the_in_process_profile_reports_cpu_beside_the_bare_view(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert profile.main(["protected_get", "--requests", "40", "--top", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "function calls" in printed  # cProfile's listing
+    figures = re.search(r"protected_get: (\d+) µs CPU per request in-process; "
+                        r"bare Flask\(\) view (\d+) µs", printed)
+    assert figures is not None, printed[-500:]
+
+
+def test_the_live_profile_counts_own_and_total_samples(tmp_path: Path) -> None:
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        "thread (0x1);handle (gunicorn);app (flask);decode (jwt) 3\n"
+        "thread (0x1);handle (gunicorn);app (flask) 1\n"
+        "thread (0x2);handle (gunicorn);decode (jwt);decode (jwt) 2\n"
+    )
+    own, total, samples = spy.collapsed_counts(raw)
+    assert samples == 6
+    assert own == {"decode (jwt)": 5, "app (flask)": 1}
+    # A frame counts once per sample however deep it recurs; thread markers are dropped.
+    assert total["decode (jwt)"] == 5 and total["handle (gunicorn)"] == 6
+    assert not any(frame.startswith("thread") for frame in total)

@@ -352,3 +352,23 @@ def test_other_database_errors_are_raised_as_they_are(engine: sa.Engine) -> None
         kept.run(engine, lambda conn: conn.execute(sa.text("SELECT * FROM no_such_table")))
     assert kept.run(engine, lambda conn: conn.execute(sa.text("SELECT 2")).scalar()) == 2
     kept.close()
+
+
+def test_the_profile_read_answers_as_core_does_on_either_path(app: Flask) -> None:
+    users = app.extensions["email_signin"].users
+    with app.app_context():
+        engine = users.db.engine
+        user = users.sign_in(f"profile-{uuid.uuid4().hex[:8]}@example.com", allow_signup=True)
+        with engine.connect() as conn:
+            expected = conn.execute(users._statements.profile, {"user_id": user.id}).first()
+        # The driver's cursor only where Core would convert nothing (psycopg); else Core.
+        assert (users._profile_query is not None) == (engine.dialect.driver == "psycopg")
+        row = users.profile(user.id)
+        assert tuple(row) == tuple(expected)
+        assert row.email == user.email and row.roles == [] and row.created_at == user.created_at
+        assert users.profile(10**9) is None
+        # A connection the database dropped is replaced, on the driver path too.
+        kept = users._kept._local.__dict__["connection"]
+        kept.connection.dbapi_connection.close()
+        assert tuple(users.profile(user.id)) == tuple(expected)
+        assert users._kept._local.__dict__["connection"] is not kept

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .errors import AccountInactive, SignupClosed
-from .kept_connections import KeptConnections
+from .kept_connections import DriverQuery, KeptConnections
 
 
 def utcnow() -> datetime:
@@ -281,12 +281,20 @@ class SQLAlchemyUserStore:
     def _autocommit(self) -> sa.Connection:
         return self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
+    @functools.cached_property
+    def _profile_query(self) -> DriverQuery | None:
+        return DriverQuery.for_statement(self._statements.profile, self.db.engine.dialect)
+
     def profile(self, user_id: int) -> Any | None:
-        """The user's profile columns (a row), in one autocommit SELECT."""
+        """The user's profile columns (a row), in one autocommit SELECT (on PostgreSQL with
+        psycopg, through the driver's cursor: see kept_connections.DriverQuery)."""
+        parameters = {"user_id": user_id}
+        query = self._profile_query
+        if query is not None:
+            return self._kept.run(self.db.engine, lambda conn: query.first(conn, parameters))
         statement = self._statements.profile
-        return self._kept.run(
-            self.db.engine, lambda conn: conn.execute(statement, {"user_id": user_id}).first()
-        )
+        return self._kept.run(self.db.engine,
+                              lambda conn: conn.execute(statement, parameters).first())
 
     def sign_in(self, email: str, *, allow_signup: bool) -> Any:
         """The first sign-in creates the account; later ones stamp the time.

@@ -33,6 +33,8 @@ def collapsed_counts(path: Path) -> tuple[collections.Counter[str], collections.
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():  # a note py-spy wrote among the stacks
+            continue
         count = int(count_text)
         frames = [f for f in stack.split(";") if not f.startswith("thread (")]
         samples += count

@@ -81,6 +81,7 @@ def test_the_live_profile_counts_own_and_total_samples(tmp_path: Path) -> None:
         "thread (0x1);handle (gunicorn);app (flask);decode (jwt) 3\n"
         "thread (0x1);handle (gunicorn);app (flask) 1\n"
         "thread (0x2);handle (gunicorn);decode (jwt);decode (jwt) 2\n"
+        "Error: failed to sample a thread's context.\n"
     )
     own, total, samples = spy.collapsed_counts(raw)
     assert samples == 6

@@ -367,6 +367,18 @@ def test_the_profile_read_answers_as_core_does_on_either_path(app: Flask) -> Non
         assert tuple(row) == tuple(expected)
         assert row.email == user.email and row.roles == [] and row.created_at == user.created_at
         assert users.profile(10**9) is None
+        # A listener of SQLAlchemy's cursor events (tracing, a query counter) sees the read.
+        seen: list[str] = []
+
+        def on_statement(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            seen.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", on_statement)
+        try:
+            assert tuple(users.profile(user.id)) == tuple(expected)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", on_statement)
+        assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT")
         # A connection the database dropped is replaced, on the driver path too.
         kept = users._kept._local.__dict__["connection"]
         kept.connection.dbapi_connection.close()

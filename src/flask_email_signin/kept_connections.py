@@ -10,7 +10,9 @@ once more: both statements give the same answer when repeated.
 `DriverQuery` goes one level lower for a statement SQLAlchemy would pass through
 untouched (psycopg, no parameter or column conversion): its SQL is compiled once and
 run on the kept connection's own DBAPI cursor, skipping Core's per-execution set-up
-(about half of the profile read's cost on PostgreSQL).
+(about half of the profile read's cost on PostgreSQL). Whenever something listens to
+SQLAlchemy's cursor events (the tracing instrumentation, a host's query log, a
+statement counter), Core runs the statement instead, so they see it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ class DriverQuery:
             if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
                 return None
         return cls(str(compiled), [str(column.key) for column in columns])
+
+    @staticmethod
+    def observed(connection: sa.Connection) -> bool:
+        """Whether a listener of SQLAlchemy's cursor events would miss a driver-level run."""
+        events = connection.dispatch
+        return bool(events.before_cursor_execute or events.after_cursor_execute)
 
     def first(self, connection: sa.Connection, parameters: Mapping[str, Any]) -> Any:
         """The first row, or None; a dropped connection raises as Core would (invalidated)."""

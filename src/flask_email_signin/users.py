@@ -289,12 +289,14 @@ class SQLAlchemyUserStore:
         """The user's profile columns (a row), in one autocommit SELECT (on PostgreSQL with
         psycopg, through the driver's cursor: see kept_connections.DriverQuery)."""
         parameters = {"user_id": user_id}
-        query = self._profile_query
-        if query is not None:
-            return self._kept.run(self.db.engine, lambda conn: query.first(conn, parameters))
-        statement = self._statements.profile
-        return self._kept.run(self.db.engine,
-                              lambda conn: conn.execute(statement, parameters).first())
+        query, statement = self._profile_query, self._statements.profile
+
+        def read(conn: sa.Connection) -> Any:
+            if query is not None and not DriverQuery.observed(conn):
+                return query.first(conn, parameters)
+            return conn.execute(statement, parameters).first()
+
+        return self._kept.run(self.db.engine, read)
 
     def sign_in(self, email: str, *, allow_signup: bool) -> Any:
         """The first sign-in creates the account; later ones stamp the time.

@@ -279,6 +279,23 @@ def test_an_idle_connection_closed_by_the_server_is_replaced(
     assert admin.get("n") == b"2"
 
 
+def test_a_finished_threads_redis_connection_is_closed(
+    state_client: Callable[..., Any], admin: redis.Redis,
+) -> None:
+    client = state_client(retry_seconds=2)
+    assert COUNT(keys=["n"], client=client) == 1
+    before = len(admin.client_list())
+    answers: list[Any] = []
+    for _ in range(3):
+        thread = threading.Thread(
+            target=lambda: answers.append(COUNT(keys=["n"], client=client))
+        )
+        thread.start()
+        thread.join()
+        assert len(admin.client_list()) == before  # its connection went with it
+    assert answers == [2, 3, 4]
+
+
 def test_a_forked_child_opens_its_own_connection(state_client: Callable[..., Any]) -> None:
     client = state_client(retry_seconds=2)
     assert COUNT(keys=["n"], client=client) == 1
@@ -305,7 +322,7 @@ def test_tracing_keeps_scripts_on_the_instrumented_path(
     client.execute_command = spy  # type: ignore[method-assign]
     assert ECHO(keys=["k"], args=["v"], client=client) == [b"k", b"v"]
     assert sent[-1][:3] == ("EVALSHA", ECHO.sha, 1)
-    assert client._owned == []  # no connection of its own was opened
+    assert len(client._owned) == 0  # no connection of its own was opened
 
 
 # ---- the hot statements' kept database connections -------------------------------------
@@ -329,6 +346,19 @@ def test_a_thread_keeps_one_autocommit_connection(engine: sa.Engine) -> None:
     assert other and other[0] is not first  # each thread its own
     kept.close()
     assert engine.pool.checkedout() == 0  # returned to the pool, not left to the collector
+
+
+def test_a_finished_threads_connection_goes_back_to_the_pool(engine: sa.Engine) -> None:
+    # A server may start a thread per request (`flask run`): none may keep a connection.
+    kept = KeptConnections()
+    for _ in range(3):
+        thread = threading.Thread(
+            target=lambda: kept.run(engine, lambda c: c.execute(sa.text("SELECT 1")).scalar())
+        )
+        thread.start()
+        thread.join()
+        assert engine.pool.checkedout() == 0
+    kept.close()
 
 
 def test_a_dropped_connection_is_replaced_and_the_statement_run_again(engine: sa.Engine) -> None:
@@ -380,7 +410,7 @@ def test_the_profile_read_answers_as_core_does_on_either_path(app: Flask) -> Non
             sa.event.remove(engine, "before_cursor_execute", on_statement)
         assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT")
         # A connection the database dropped is replaced, on the driver path too.
-        kept = users._kept._local.__dict__["connection"]
+        kept = users._kept._local.held.connection
         kept.connection.dbapi_connection.close()
         assert tuple(users.profile(user.id)) == tuple(expected)
-        assert users._kept._local.__dict__["connection"] is not kept
+        assert users._kept._local.held.connection is not kept

@@ -30,14 +30,39 @@ from sqlalchemy.exc import DBAPIError
 T = TypeVar("T")
 
 
-def _close_all(connections: list[sa.Connection]) -> None:
-    """Return every kept connection to its pool (not left for the garbage collector)."""
-    for connection in connections:
+class _Held:
+    """One thread's connection. Returned to its pool when the thread ends (its
+    thread-local storage goes, and this with it), so a server that starts a thread per
+    request does not keep one connection per finished thread."""
+
+    __slots__ = ("__weakref__", "connection", "engine", "pid")
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine, self.pid = engine, os.getpid()
+        self.connection: sa.Connection | None = engine.connect().execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+
+    def release(self) -> None:
+        connection, self.connection = self.connection, None
+        # A forked child never touches its parent's connection: returning it to the pool
+        # would send a rollback on the parent's socket.
+        if connection is not None and self.pid == os.getpid():
+            try:
+                connection.close()
+            except Exception:  # noqa: S110 - a broken connection: nothing to return
+                pass
+
+    def __del__(self) -> None:
         try:
-            connection.close()
-        except Exception:  # noqa: S110 - closing a connection already broken: nothing to do
+            self.release()
+        except Exception:  # noqa: S110 - at interpreter exit: the connection closes anyway
             pass
-    connections.clear()
+
+
+def _release_all(held: weakref.WeakSet[_Held]) -> None:
+    for one in list(held):
+        one.release()
 
 
 class KeptConnections:
@@ -45,30 +70,20 @@ class KeptConnections:
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._all: list[sa.Connection] = []
-        weakref.finalize(self, _close_all, self._all)
+        self._held: weakref.WeakSet[_Held] = weakref.WeakSet()  # every thread's, for close()
+        weakref.finalize(self, _release_all, self._held)
 
     def _connection(self, engine: sa.Engine) -> sa.Connection:
-        kept = self._local.__dict__
-        if kept.get("pid") != os.getpid() or kept.get("engine") is not engine:
-            # A forked child never uses its parent's socket; it opens its own.
-            if kept.get("pid") == os.getpid():
-                self._discard(kept.get("connection"))
-            fresh = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            kept.update(pid=os.getpid(), engine=engine, connection=fresh)
-            self._all.append(fresh)
-        connection: sa.Connection = kept["connection"]
-        return connection
-
-    def _discard(self, connection: Any) -> None:
-        if connection is None:
-            return
-        if connection in self._all:
-            self._all.remove(connection)
-        try:
-            connection.close()
-        except Exception:  # noqa: S110 - it is being replaced because it broke
-            pass
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or held.connection is None or held.pid != os.getpid() \
+                or held.engine is not engine:
+            if held is not None:
+                held.release()
+            held = _Held(engine)
+            self._local.held = held
+            self._held.add(held)
+        assert held.connection is not None
+        return held.connection
 
     def run(self, engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
         """`work(connection)` on this thread's connection; once more on a new one if the
@@ -78,12 +93,14 @@ class KeptConnections:
         except DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-        self._discard(self._local.__dict__.pop("connection", None))
-        self._local.__dict__.clear()
+        held = self._local.__dict__.pop("held", None)
+        if held is not None:
+            held.release()
         return work(self._connection(engine))
 
     def close(self) -> None:
-        _close_all(self._all)
+        """Return every thread's connection to its pool."""
+        _release_all(self._held)
         self._local = threading.local()
 
 

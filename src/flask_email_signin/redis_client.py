@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -286,6 +287,27 @@ class RetriedConnectSentinelPool(RetriedConnect, SentinelConnectionPool):
     pass
 
 
+class _OwnConnection:
+    """A thread's connection of a `LeanRedis`, closed when the thread ends (its
+    thread-local storage goes, and this with it): a server that starts a thread per
+    request keeps no socket per finished thread. A forked child leaves its parent's be."""
+
+    __slots__ = ("__weakref__", "connection", "pid")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection, self.pid = connection, os.getpid()
+
+    def release(self) -> None:
+        if self.pid == os.getpid():
+            self.connection.disconnect()
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # noqa: S110 - at interpreter exit: the socket closes anyway
+            pass
+
+
 class LeanRedis(redis.Redis):
     """A client of one server whose hot commands skip redis-py's per-command machinery.
 
@@ -303,17 +325,16 @@ class LeanRedis(redis.Redis):
         super().__init__(*args, **kwargs)
         self.lean = lean
         self._own = threading.local()
-        self._owned: list[Any] = []  # every thread's, for close()
+        self._owned: weakref.WeakSet[_OwnConnection] = weakref.WeakSet()  # for close()
 
     def _own_connection(self) -> Any:
-        own = self._own.__dict__
-        pid = os.getpid()
-        if own.get("pid") != pid:  # new thread, or a forked child: never share a socket
+        own: _OwnConnection | None = getattr(self._own, "held", None)
+        if own is None or own.pid != os.getpid():  # a new thread, or a forked child
             pool = self.connection_pool
-            own["connection"] = pool.connection_class(**pool.connection_kwargs)
-            own["pid"] = pid
-            self._owned.append(own["connection"])
-        return own["connection"]
+            own = _OwnConnection(pool.connection_class(**pool.connection_kwargs))
+            self._own.held = own
+            self._owned.add(own)
+        return own.connection
 
     @property
     def retries(self) -> bool:
@@ -351,9 +372,8 @@ class LeanRedis(redis.Redis):
         )
 
     def close(self) -> None:
-        for connection in self._owned:
-            connection.disconnect()
-        self._owned.clear()
+        for own in list(self._owned):
+            own.release()
         super().close()
 
 

@@ -5,6 +5,7 @@ Imported by conftest.py (which exposes them as fixtures) and by the test modules
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import threading
@@ -147,3 +148,20 @@ def redis_monitor(url: str) -> Iterator[list[dict[str, Any]]]:
     probe.echo(end)
     thread.join(timeout=10)
     assert not thread.is_alive(), "MONITOR did not stop"
+
+
+class StallingInbox(Inbox):
+    """Holds the first message's DATA unanswered: its sender is stuck mid-send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = threading.Event()
+        self._stall_next = True
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._stall_next:
+            self._stall_next = False
+            self.stalled.set()
+            await asyncio.sleep(60)  # its sender is killed meanwhile
+            return "451 Aborted: the sender went away"
+        return await super().handle_DATA(server, session, envelope)

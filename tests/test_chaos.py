@@ -27,7 +27,6 @@ documented bounds (client timeout, visibility timeout + sweep).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.client
 import itertools
@@ -52,7 +51,7 @@ from live_stack import WebNode, WorkerNode, node_environment, stop_all, wait_unt
 from app import create_app
 from app.devtools.inbox import Inbox, plain_text, start_inbox
 from app.devtools.redis_server import free_port, start_server
-from support import make_config, new_email
+from support import StallingInbox, make_config, new_email
 
 pytestmark = [pytest.mark.live, pytest.mark.chaos]
 
@@ -569,30 +568,13 @@ def test_a_graceful_deploy_mid_load_loses_no_sign_in_and_no_email(
         new_node.stop()
 
 
-class StallingSink(Inbox):
-    """Holds the first message's DATA unanswered: its sender is stuck mid-send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stalled = threading.Event()
-        self._stall_next = True
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self._stall_next:
-            self._stall_next = False
-            self.stalled.set()
-            await asyncio.sleep(60)  # its sender is killed meanwhile
-            return "451 Aborted: the sender went away"
-        return await super().handle_DATA(server, session, envelope)
-
-
 def test_a_running_worker_sends_a_killed_workers_email_within_visibility_plus_sweep(
     app: Flask, database_url: str, tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
     """Two deployed-style workers; the one sending an email is SIGKILLed and not replaced:
     the other one's periodic sweep (unacked_restore_interval) hands the email out again."""
-    sink = StallingSink()
+    sink = StallingInbox()
     port = free_port()
     controller = start_inbox(sink, port)
     store = RedisServer(tmp_path / "redis")

@@ -8,7 +8,6 @@ asserted: speed is measured in bench/, not here.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -32,7 +31,14 @@ from app.devtools.inbox import Inbox, plain_text, start_inbox
 from app.devtools.redis_server import free_port, start_server
 from flask_email_signin.code_store import code_key
 from flask_email_signin.codes import email_tag
-from support import SUITE_JWT_SECRET_KEY, SUITE_SECRET_KEY, error_code, make_config, new_email
+from support import (
+    SUITE_JWT_SECRET_KEY,
+    SUITE_SECRET_KEY,
+    StallingInbox,
+    error_code,
+    make_config,
+    new_email,
+)
 
 # Starts processes of its own (servers, workers or a browser): `pytest -m "not live"` skips it.
 pytestmark = pytest.mark.live
@@ -316,23 +322,6 @@ def test_smtp_down_then_back_delivers_with_retries_and_drops_expired_codes(
         assert code not in worker.log()
     finally:
         controller.stop()
-
-
-class StallingInbox(Inbox):
-    """Holds the first message's DATA unanswered: its sender is stuck mid-send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stalled = threading.Event()
-        self._stall_next = True
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self._stall_next:
-            self._stall_next = False
-            self.stalled.set()
-            await asyncio.sleep(60)  # the sender is killed meanwhile
-            return "451 Aborted: the sender went away"
-        return await super().handle_DATA(server, session, envelope)
 
 
 def test_worker_killed_mid_send_is_redelivered_and_sends_once(

@@ -322,7 +322,7 @@ def test_tracing_keeps_scripts_on_the_instrumented_path(
     client.execute_command = spy  # type: ignore[method-assign]
     assert ECHO(keys=["k"], args=["v"], client=client) == [b"k", b"v"]
     assert sent[-1][:3] == ("EVALSHA", ECHO.sha, 1)
-    assert len(client._owned) == 0  # no connection of its own was opened
+    assert client._own.count() == 0  # no connection of its own was opened
 
 
 # ---- the hot statements' kept database connections -------------------------------------
@@ -410,7 +410,7 @@ def test_the_profile_read_answers_as_core_does_on_either_path(app: Flask) -> Non
             sa.event.remove(engine, "before_cursor_execute", on_statement)
         assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT")
         # A connection the database dropped is replaced, on the driver path too.
-        kept = users._kept._local.held.connection
+        kept = users._kept._connections.get(engine)
         kept.connection.dbapi_connection.close()
         assert tuple(users.profile(user.id)) == tuple(expected)
-        assert users._kept._local.held.connection is not kept
+        assert users._kept._connections.get(engine) is not kept

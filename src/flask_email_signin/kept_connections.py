@@ -17,9 +17,6 @@ statement counter), Core runs the statement instead, so they see it.
 
 from __future__ import annotations
 
-import os
-import threading
-import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -27,81 +24,39 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from .per_thread import PerThread
+
 T = TypeVar("T")
 
 
-class _Held:
-    """One thread's connection. Returned to its pool when the thread ends (its
-    thread-local storage goes, and this with it), so a server that starts a thread per
-    request does not keep one connection per finished thread."""
-
-    __slots__ = ("__weakref__", "connection", "engine", "pid")
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine, self.pid = engine, os.getpid()
-        self.connection: sa.Connection | None = engine.connect().execution_options(
-            isolation_level="AUTOCOMMIT"
-        )
-
-    def release(self) -> None:
-        connection, self.connection = self.connection, None
-        # A forked child never touches its parent's connection: returning it to the pool
-        # would send a rollback on the parent's socket.
-        if connection is not None and self.pid == os.getpid():
-            try:
-                connection.close()
-            except Exception:  # noqa: S110 - a broken connection: nothing to return
-                pass
-
-    def __del__(self) -> None:
-        try:
-            self.release()
-        except Exception:  # noqa: S110 - at interpreter exit: the connection closes anyway
-            pass
+def _connect(engine: Any) -> sa.Connection:
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
-def _release_all(held: weakref.WeakSet[_Held]) -> None:
-    for one in list(held):
-        one.release()
+def _close(connection: sa.Connection) -> None:
+    connection.close()  # back to its pool
 
 
 class KeptConnections:
     """A connection per thread (and process) for whichever engine `run` is given."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._held: weakref.WeakSet[_Held] = weakref.WeakSet()  # every thread's, for close()
-        weakref.finalize(self, _release_all, self._held)
-
-    def _connection(self, engine: sa.Engine) -> sa.Connection:
-        held: _Held | None = getattr(self._local, "held", None)
-        if held is None or held.connection is None or held.pid != os.getpid() \
-                or held.engine is not engine:
-            if held is not None:
-                held.release()
-            held = _Held(engine)
-            self._local.held = held
-            self._held.add(held)
-        assert held.connection is not None
-        return held.connection
+        self._connections = PerThread(_connect, _close)
 
     def run(self, engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
         """`work(connection)` on this thread's connection; once more on a new one if the
         database dropped it."""
         try:
-            return work(self._connection(engine))
+            return work(self._connections.get(engine))
         except DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-        held = self._local.__dict__.pop("held", None)
-        if held is not None:
-            held.release()
-        return work(self._connection(engine))
+        self._connections.drop()
+        return work(self._connections.get(engine))
 
     def close(self) -> None:
         """Return every thread's connection to its pool."""
-        _release_all(self._held)
-        self._local = threading.local()
+        self._connections.release_all()
 
 
 class DriverQuery:

@@ -25,10 +25,8 @@ slot and runs unchanged on a cluster.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,6 +44,8 @@ from redis.sentinel import (
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
+
+from .per_thread import PerThread
 
 T = TypeVar("T")
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
@@ -287,27 +287,6 @@ class RetriedConnectSentinelPool(RetriedConnect, SentinelConnectionPool):
     pass
 
 
-class _OwnConnection:
-    """A thread's connection of a `LeanRedis`, closed when the thread ends (its
-    thread-local storage goes, and this with it): a server that starts a thread per
-    request keeps no socket per finished thread. A forked child leaves its parent's be."""
-
-    __slots__ = ("__weakref__", "connection", "pid")
-
-    def __init__(self, connection: Any) -> None:
-        self.connection, self.pid = connection, os.getpid()
-
-    def release(self) -> None:
-        if self.pid == os.getpid():
-            self.connection.disconnect()
-
-    def __del__(self) -> None:
-        try:
-            self.release()
-        except Exception:  # noqa: S110 - at interpreter exit: the socket closes anyway
-            pass
-
-
 class LeanRedis(redis.Redis):
     """A client of one server whose hot commands skip redis-py's per-command machinery.
 
@@ -324,17 +303,13 @@ class LeanRedis(redis.Redis):
     def __init__(self, *args: Any, lean: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lean = lean
-        self._own = threading.local()
-        self._owned: weakref.WeakSet[_OwnConnection] = weakref.WeakSet()  # for close()
+        pool = self.connection_pool
+        # Closed when its thread ends (see per_thread); a forked child opens its own.
+        self._own = PerThread(lambda _key: pool.connection_class(**pool.connection_kwargs),
+                              lambda connection: connection.disconnect())
 
     def _own_connection(self) -> Any:
-        own: _OwnConnection | None = getattr(self._own, "held", None)
-        if own is None or own.pid != os.getpid():  # a new thread, or a forked child
-            pool = self.connection_pool
-            own = _OwnConnection(pool.connection_class(**pool.connection_kwargs))
-            self._own.held = own
-            self._owned.add(own)
-        return own.connection
+        return self._own.get()
 
     @property
     def retries(self) -> bool:
@@ -372,8 +347,7 @@ class LeanRedis(redis.Redis):
         )
 
     def close(self) -> None:
-        for own in list(self._owned):
-            own.release()
+        self._own.release_all()
         super().close()
 
 
